@@ -1,0 +1,127 @@
+"""Transformer building blocks shared by the image and text towers.
+
+Pre-LayerNorm blocks (``x + attn(ln(x))``, ``x + mlp(ln(x))``) with the activation, the
+LayerNorm epsilon and the compute dtype as explicit fields, so that published CLIP / ViT
+weights (quick_gelu or exact GELU, eps 1e-5 or 1e-12) load with exact parity.
+"""
+
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * nn.sigmoid(1.702 * x),
+    "relu": nn.relu,
+    "silu": nn.silu,
+}
+
+REMAT_POLICIES = {
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """Returns the activation function called ``name``, with a clear error if unknown."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]
+
+
+class MlpBlock(nn.Module):
+    """Two dense layers with an activation between them (the transformer feed-forward)."""
+
+    mlp_dim: int
+    act: str = "gelu"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        width = x.shape[-1]
+        dense = lambda n, name: nn.Dense(  # noqa: E731
+            n, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
+            bias_init=nn.initializers.normal(stddev=1e-6), name=name)
+        x = dense(self.mlp_dim, "fc1")(x)
+        x = get_activation(self.act)(x)
+        return dense(width, "fc2")(x)
+
+
+class EncoderBlock(nn.Module):
+    """One pre-LayerNorm transformer block: self-attention then MLP, both residual."""
+
+    num_heads: int
+    mlp_dim: int
+    act: str = "gelu"
+    ln_eps: float = 1e-6
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask: Optional[jax.Array] = None):
+        y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_1")(x)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads, dtype=self.dtype,
+            kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
+        )(y, y, mask=mask)
+        x = x + y
+        y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_2")(x)
+        y = MlpBlock(self.mlp_dim, act=self.act, dtype=self.dtype, name="mlp")(y)
+        return x + y
+
+
+class Encoder(nn.Module):
+    """A stack of ``depth`` encoder blocks, optionally rematerialised, then a final LayerNorm."""
+
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    act: str = "gelu"
+    ln_eps: float = 1e-6
+    final_norm: bool = True
+    remat_policy: Optional[str] = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask: Optional[jax.Array] = None):
+        block_cls = EncoderBlock
+        if self.remat_policy is not None:
+            if self.remat_policy not in REMAT_POLICIES:
+                raise ValueError(f"Unknown remat_policy {self.remat_policy!r}; choose one of "
+                                 f"{sorted(REMAT_POLICIES)} or None.")
+            block_cls = nn.remat(EncoderBlock, policy=REMAT_POLICIES[self.remat_policy])
+        for i in range(self.depth):
+            x = block_cls(self.num_heads, self.mlp_dim, act=self.act, ln_eps=self.ln_eps,
+                          dtype=self.dtype, name=f"block_{i}")(x, mask)
+        if self.final_norm:
+            x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_final")(x)
+        return x
+
+
+class MAPHead(nn.Module):
+    """Multihead attention pooling: a learned probe attends over the tokens (big_vision's MAP)."""
+
+    num_heads: int
+    mlp_dim: Optional[int] = None
+    act: str = "gelu"
+    ln_eps: float = 1e-6
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask: Optional[jax.Array] = None):
+        batch, _, width = x.shape
+        probe = self.param("probe", nn.initializers.xavier_uniform(), (1, 1, width))
+        probe = jnp.tile(probe, (batch, 1, 1)).astype(x.dtype)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        x = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads, dtype=self.dtype,
+            kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
+        )(probe, x, mask=attn_mask)
+        y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln")(x)
+        x = x + MlpBlock(self.mlp_dim or 4 * width, act=self.act, dtype=self.dtype, name="mlp")(y)
+        return x[:, 0]

@@ -1,0 +1,38 @@
+"""Tiny configs and fake data shared by the tests (small enough for 2 CPU cores)."""
+
+import numpy as np
+
+from configs import clip_shapes
+
+
+class FakeTokenizer:
+    """Just the ids a model needs; tests feed random tokens directly."""
+
+    vocab_size, pad_id, bos_id, eos_id = 64, 0, None, 1
+
+
+def tiny_contrastive_config(loss: str = "softmax"):
+    config = clip_shapes.get_config()
+    config.loss = loss
+    config.total_steps = 10
+    config.batch_size = 16
+    config.data.image_size = 16
+    config.tokenizer.max_len = 8
+    config.model.embed_dim = 16
+    config.model.image.update(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=4)
+    config.model.text.update(width=32, depth=2, mlp_dim=64, num_heads=2, max_len=8)
+    config.optim.warmup_steps = 2
+    return config
+
+
+def fake_batch(batch_size: int, image_size: int, max_len: int, seed: int = 0) -> dict:
+    """Random normalised images and token rows ending in eos (id 1) then padding."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(2, 64, size=(batch_size, max_len)).astype(np.int32)
+    lengths = rng.integers(2, max_len, size=batch_size)
+    for row, n in zip(tokens, lengths):
+        row[n] = 1
+        row[n + 1:] = 0
+    return {"image": rng.normal(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+            "tokens": tokens,
+            "label": rng.integers(0, 10, size=batch_size).astype(np.int32)}
