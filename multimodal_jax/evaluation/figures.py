@@ -1,0 +1,274 @@
+"""PNG figures for evaluation results, drawn with PIL only: a retrieval grid and a confusion heat map.
+
+They are meant to be looked at next to the numbers: which captions an image retrieves and
+which classes the model mixes up. Text uses PIL's default font (scalable in Pillow >= 10.1).
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+_WHITE, _BLACK = (255, 255, 255), (20, 20, 20)
+_GREY, _LIGHT = (110, 110, 110), (215, 215, 215)
+_GREEN, _RED = (0, 128, 40), (200, 25, 25)
+# Sequential white -> dark blue colour map (ColorBrewer "Blues" anchors).
+_BLUES = np.array([(255, 255, 255), (222, 235, 247), (158, 202, 225), (66, 146, 198),
+                   (33, 113, 181), (8, 48, 107)], np.float64)
+_EMPTY_ROW = (236, 236, 236)
+
+
+def _font(size: int):
+    """PIL's default font at `size` px (a fixed small bitmap font on Pillow < 10.1)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> float:
+    return font.getlength(text)
+
+
+def _split_word(word: str, font, width: float) -> List[str]:
+    """A word too long for one line cut into pieces that fit (at least one character each)."""
+    pieces = []
+    while len(word) > 1 and _text_width(font, word) > width:
+        cut = max([i for i in range(1, len(word)) if _text_width(font, word[:i]) <= width], default=1)
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return pieces + [word]
+
+
+def _wrap(text: str, font, width: float) -> List[str]:
+    """Greedy word wrap to `width` pixels; a word longer than a line is split by characters."""
+    lines, line = [], ""
+    for word in (p for w in text.split() for p in _split_word(w, font, width)):
+        candidate = f"{line} {word}" if line else word
+        if line and _text_width(font, candidate) > width:
+            lines.append(line)
+            candidate = word
+        line = candidate
+    return lines + [line]
+
+
+def to_uint8(images, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo the input normalisation x = (pixel / 255 - mean) / std: uint8 [..., H, W, 3].
+
+    mean and std are per channel on the [0, 1] scale, as in the data config (CLIP_MEAN, ...).
+    """
+    images = np.asarray(images, np.float32)
+    pixels = (images * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255.0
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def _as_rgb_uint8(images) -> np.ndarray:
+    """Images as uint8 [N, H, W, 3]; grayscale [N, H, W] or [N, H, W, 1] is repeated to RGB."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"Figures need uint8 images, got {images.dtype}. Use to_uint8(images, mean, std) "
+            f"to undo the input normalisation first.")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [N, H, W, 3] (or grayscale); got shape {images.shape}.")
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def _draw_mark(draw: ImageDraw.ImageDraw, x: int, y: int, size: int, ok: bool) -> None:
+    """A check mark (ok) or a cross, so right/wrong reads without colour too."""
+    w = max(2, size // 6)
+    if ok:
+        draw.line([(x, y + size * 0.55), (x + size * 0.38, y + size * 0.9), (x + size, y + size * 0.1)],
+                  fill=_GREEN, width=w, joint="curve")
+    else:
+        pad = size * 0.12
+        draw.line([(x + pad, y + pad), (x + size - pad, y + size - pad)], fill=_RED, width=w)
+        draw.line([(x + pad, y + size - pad), (x + size - pad, y + pad)], fill=_RED, width=w)
+
+
+def _cell_lines(caption: str, retrieved: Sequence[str], correct: Sequence[bool], font,
+                width: float, indent: float) -> List[Tuple[str, str, float, Optional[bool]]]:
+    """The cell's text as (kind, text, x offset, correct) lines, wrapped to the cell width."""
+    lines = [("label", "caption", 0.0, None)]
+    lines += [("caption", t, 0.0, None) for t in _wrap(caption, font, width)]
+    lines.append(("label", f"top-{len(retrieved)} retrieved", 0.0, None))
+    for rank, (text, ok) in enumerate(zip(retrieved, correct), 1):
+        number = f"{rank}. "
+        hang = _text_width(font, number)  # continuation lines line up with the text, not the number
+        wrapped = _wrap(text, font, width - indent - hang)
+        kind = "hit" if ok else "miss"
+        lines.append((kind, number + wrapped[0], indent, bool(ok)))
+        lines += [(kind, t, indent + hang, None) for t in wrapped[1:]]
+    return lines
+
+
+def retrieval_grid(images, captions: Sequence[str], retrieved: Sequence[Sequence[str]],
+                   correct: Sequence[Sequence[bool]], path: str, image_size: int = 96,
+                   columns: int = 4, cell_width: int = 300, font_size: int = 13,
+                   title: Optional[str] = None) -> str:
+    """Save a grid PNG: each image (nearest-upscaled to image_size) above its true caption and
+    its retrieved captions, green with a check if correct, red with a cross if not. Returns path."""
+    images = _as_rgb_uint8(images)
+    n = len(images)
+    if not (len(captions) == len(retrieved) == len(correct) == n):
+        raise ValueError(
+            f"retrieval_grid needs one caption, one retrieved list and one correct list per image; "
+            f"got {n} images, {len(captions)} captions, {len(retrieved)} retrieved, {len(correct)} correct.")
+    for i, (r, c) in enumerate(zip(retrieved, correct)):
+        if len(r) != len(c):
+            raise ValueError(f"Image {i}: {len(r)} retrieved captions but {len(c)} correct flags.")
+    if n == 0:
+        raise ValueError("retrieval_grid got no images.")
+    font, small = _font(font_size), _font(max(8, font_size - 2))
+    line_h, pad = int(font_size * 1.35), 12
+    cell_width = max(cell_width, image_size)
+    indent = font_size * 1.4
+    text_w = cell_width
+    cells = [_cell_lines(captions[i], retrieved[i], correct[i], font, text_w, indent) for i in range(n)]
+    labels_per_cell = [sum(kind == "label" for kind, *_ in lines) for lines in cells]
+    cell_h = [image_size + 8 + line_h * len(lines) + 4 * k for lines, k in zip(cells, labels_per_cell)]
+    columns = max(1, min(columns, n))
+    rows = [list(range(r, min(r + columns, n))) for r in range(0, n, columns)]
+    row_h = [max(cell_h[i] for i in row) for row in rows]
+    title_h = int(font_size * 2.2) if title else 0
+    width = columns * (cell_width + 2 * pad) + pad
+    height = title_h + sum(h + 2 * pad for h in row_h) + pad
+
+    canvas = Image.new("RGB", (width, height), _WHITE)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad + 4, pad), title, fill=_BLACK, font=_font(int(font_size * 1.3)))
+    y0 = title_h + pad
+    for row, h in zip(rows, row_h):
+        for col, i in enumerate(row):
+            x = pad + col * (cell_width + 2 * pad)
+            draw.rectangle([x, y0, x + cell_width + pad, y0 + h + pad], outline=_LIGHT, fill=_WHITE)
+            cx, cy = x + pad // 2, y0 + pad // 2
+            thumb = Image.fromarray(images[i]).resize((image_size, image_size), Image.NEAREST)
+            canvas.paste(thumb, (cx, cy))
+            draw.rectangle([cx - 1, cy - 1, cx + image_size, cy + image_size], outline=_LIGHT)
+            ty = cy + image_size + 8
+            for kind, text, dx, ok in cells[i]:
+                if kind == "label":
+                    ty += 4
+                    draw.text((cx, ty + 1), text.upper(), fill=_GREY, font=small)
+                else:
+                    colour = {"caption": _BLACK, "hit": _GREEN, "miss": _RED}[kind]
+                    if ok is not None:
+                        _draw_mark(draw, cx + 1, ty + line_h * 0.2, int(font_size * 0.8), ok)
+                    draw.text((cx + dx, ty), text, fill=colour, font=font)
+                ty += line_h
+        y0 += h + 2 * pad
+    canvas.save(path, format="PNG")
+    return path
+
+
+def _colour(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8 along the white -> dark-blue colour map."""
+    pos = np.clip(values, 0.0, 1.0) * (len(_BLUES) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_BLUES) - 2)
+    frac = (pos - lo)[..., None]
+    return np.round(_BLUES[lo] * (1 - frac) + _BLUES[lo + 1] * frac).astype(np.uint8)
+
+
+def _rotated_text(text: str, font, fill) -> Image.Image:
+    """An RGBA image of `text` rotated 90 degrees counter-clockwise (reads bottom to top)."""
+    left, top, right, bottom = font.getbbox(text)
+    tile = Image.new("RGBA", (int(right) + 2, int(bottom) + 2), (0, 0, 0, 0))
+    ImageDraw.Draw(tile).text((1, 1), text, fill=fill, font=font)
+    return tile.rotate(90, expand=True)
+
+
+def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: Optional[str] = None,
+                         group_size: Optional[int] = None, gamma: float = 0.5,
+                         cell: Optional[int] = None) -> str:
+    """Save a row-normalised confusion heat map (rows = true class, columns = predicted) as PNG.
+
+    Colour = fraction of the row, shown with exponent `gamma` (0.5: small confusions stay
+    visible; the colour bar is labelled in true fractions). Counts are printed in the cells
+    when they are big enough; `group_size` draws separators every that many classes (8 for
+    the shapes dataset, whose labels are shape-major). Returns path.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    c = len(class_names)
+    if matrix.shape != (c, c):
+        raise ValueError(f"matrix must be [C, C] for {c} class names; got shape {matrix.shape}.")
+    if c == 0:
+        raise ValueError("confusion_matrix_png got no classes.")
+    cell = cell or int(np.clip(900 // c, 14, 48))
+    font = _font(int(np.clip(cell - 2, 10, 14)))
+    big, title_font = _font(15), _font(18)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    fraction = np.divide(matrix, row_sums, out=np.zeros_like(matrix), where=row_sums > 0)
+
+    label_w = int(max(font.getlength(name) for name in class_names)) + 8
+    total = matrix.sum()
+    accuracy = np.trace(matrix) / total if total else float("nan")
+    header = title or "Confusion matrix"
+    sub = f"{c} classes, {int(total)} examples, accuracy {accuracy:.1%}; each row normalised"
+    if (row_sums == 0).any():
+        sub += f"; grey rows: no examples ({int((row_sums == 0).sum())})"
+    pad, bar_w = 16, 16
+    left = pad + 24 + label_w
+    top = pad + 52
+    grid = c * cell
+    bar_h = max(grid, 220)  # the colour bar keeps readable ticks even for a few classes
+    width = max(left + grid + pad + 20 + bar_w + 64, pad * 2 + int(_font(12).getlength(sub)))
+    height = max(top + grid + 6 + label_w + 28, top + bar_h) + pad
+
+    canvas = Image.new("RGB", (width, height), _WHITE)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, pad), header, fill=_BLACK, font=title_font)
+    draw.text((pad, pad + 26), sub, fill=_GREY, font=_font(12))
+
+    # Heat map: one block per cell, upscaled with nearest neighbour.
+    rgb = _colour(fraction ** gamma)
+    rgb[row_sums[:, 0] == 0] = _EMPTY_ROW
+    heat = Image.fromarray(rgb).resize((grid, grid), Image.NEAREST)
+    canvas.paste(heat, (left, top))
+    faint = (238, 238, 238) if cell < 28 else (250, 250, 250)
+    for k in range(1, c):  # faint cell lines help follow a row or column across the map
+        draw.line([(left + k * cell, top), (left + k * cell, top + grid)], fill=faint)
+        draw.line([(left, top + k * cell), (left + grid, top + k * cell)], fill=faint)
+    if cell >= 28:
+        for i in range(c):
+            for j in range(c):
+                if matrix[i, j]:
+                    value = matrix[i, j]
+                    text = f"{int(value)}" if value == int(value) else f"{value:.2g}"
+                    colour = _WHITE if fraction[i, j] ** gamma > 0.55 else _BLACK
+                    draw.text((left + j * cell + cell / 2, top + i * cell + cell / 2), text,
+                              fill=colour, font=font, anchor="mm")
+    if group_size and 0 < group_size < c:
+        for k in range(group_size, c, group_size):
+            draw.line([(left + k * cell, top), (left + k * cell, top + grid)], fill=_GREY, width=1)
+            draw.line([(left, top + k * cell), (left + grid, top + k * cell)], fill=_GREY, width=1)
+    draw.rectangle([left - 1, top - 1, left + grid, top + grid], outline=_GREY)
+
+    # Row labels (true class) to the left, column labels (predicted) below, rotated.
+    for i, name in enumerate(class_names):
+        draw.text((left - 6, top + i * cell + cell / 2), name, fill=_BLACK, font=font, anchor="rm")
+        tile = _rotated_text(name, font, _BLACK)
+        x = int(left + i * cell + (cell - tile.width) / 2)
+        canvas.paste(tile, (x, top + grid + 6 + label_w - tile.height), tile)
+    draw.text((left + grid / 2, top + grid + 10 + label_w), "predicted class",
+              fill=_BLACK, font=big, anchor="mt")
+    axis = _rotated_text("true class", big, _BLACK)
+    canvas.paste(axis, (pad, int(top + grid / 2 - axis.height / 2)), axis)
+
+    # Colour bar with ticks at true fractions.
+    bx = left + grid + pad + 20
+    ramp = np.linspace(1.0, 0.0, bar_h)[:, None]
+    canvas.paste(Image.fromarray(np.repeat(_colour(ramp), bar_w, axis=1)), (bx, top))
+    draw.rectangle([bx - 1, top - 1, bx + bar_w, top + bar_h], outline=_GREY)
+    tick_font = _font(11)
+    for value in (0.0, 0.05, 0.25, 0.5, 1.0):
+        y = top + (1.0 - value ** gamma) * (bar_h - 1)
+        draw.line([(bx + bar_w, y), (bx + bar_w + 4, y)], fill=_GREY)
+        draw.text((bx + bar_w + 7, y), f"{value:g}", fill=_BLACK, font=tick_font, anchor="lm")
+    bar_label = _rotated_text("fraction of true class", tick_font, _GREY)
+    canvas.paste(bar_label, (bx + bar_w + 42, int(top + bar_h / 2 - bar_label.height / 2)), bar_label)
+    canvas.save(path, format="PNG")
+    return path
