@@ -1,0 +1,241 @@
+"""Tokenizers: text -> fixed-length int32 ids laid out as [bos] ids... eos pad...
+
+Same layout in numpy (`encode`) and inside tf.data (`tf_encode`); truncation keeps eos
+as the last token, so a text model can always pool at eos. Byte-level (no files) and
+SentencePiece (a .model file; `train_sentencepiece` makes one offline, deterministically).
+"""
+
+import io
+import os
+from typing import Any, List, Optional, Sequence, Union
+
+import numpy as np
+import sentencepiece as spm
+import tensorflow as tf
+
+Texts = Union[str, bytes, Sequence[Union[str, bytes]]]
+
+
+def _as_str(text: Union[str, bytes]) -> str:
+    """Text as str (tf.data and tfds.as_numpy give bytes)."""
+    return text.decode("utf-8") if isinstance(text, (bytes, np.bytes_)) else str(text)
+
+
+def _check_max_len(max_len: Optional[int], min_len: int) -> int:
+    """max_len as an int, or a clear error when missing or too short."""
+    if max_len is None or int(max_len) < min_len:
+        raise ValueError(f"max_len must be an int >= {min_len} (room for bos/eos), "
+                         f"got {max_len!r}; pass max_len= or set config.tokenizer.max_len.")
+    return int(max_len)
+
+
+def layout(ids: Sequence[int], max_len: int, pad_id: int, eos_id: int,
+           bos_id: Optional[int] = None) -> np.ndarray:
+    """[bos] ids eos pad... as int32 [max_len]; long inputs are cut so eos stays last."""
+    head = [] if bos_id is None else [bos_id]
+    body = list(ids)[: max_len - len(head) - 1]
+    row = np.full((max_len,), pad_id, np.int32)
+    row[: len(head) + len(body) + 1] = head + body + [eos_id]
+    return row
+
+
+def tf_layout(ids: tf.Tensor, max_len: int, pad_id: int, eos_id: int,
+              bos_id: Optional[int] = None) -> tf.Tensor:
+    """`layout` in TF ops, for tf.data: int32 ids [n] -> int32 [max_len] (static shape)."""
+    head = [] if bos_id is None else [tf.constant([bos_id], tf.int32)]
+    body = tf.cast(ids, tf.int32)[: max_len - len(head) - 1]
+    row = tf.concat(head + [body, tf.constant([eos_id], tf.int32)], axis=0)
+    row = tf.pad(row, [[0, max_len - tf.shape(row)[0]]], constant_values=pad_id)
+    return tf.ensure_shape(row, [max_len])
+
+
+class Tokenizer:
+    """Common encode/decode/tf_encode; subclasses turn text into ids and back."""
+
+    vocab_size: int
+    pad_id: int
+    eos_id: int
+    bos_id: Optional[int]
+    max_len: Optional[int]
+
+    def _ids(self, texts: List[str]) -> List[List[int]]:
+        """Ids of each text, without bos/eos/pad."""
+        raise NotImplementedError
+
+    def _tf_ids(self, text: tf.Tensor) -> tf.Tensor:
+        """int32 ids [n] of a tf.string scalar, without bos/eos/pad."""
+        raise NotImplementedError
+
+    def _text(self, ids: List[int]) -> str:
+        """Text of ids that contain no special tokens."""
+        raise NotImplementedError
+
+    def _min_len(self) -> int:
+        return 1 if self.bos_id is None else 2
+
+    def encode(self, texts: Texts, max_len: Optional[int] = None) -> np.ndarray:
+        """int32 [B, max_len] for a batch of texts (one str gives B=1)."""
+        max_len = _check_max_len(self.max_len if max_len is None else max_len, self._min_len())
+        if isinstance(texts, (str, bytes)):
+            texts = [texts]
+        rows = [layout(ids, max_len, self.pad_id, self.eos_id, self.bos_id)
+                for ids in self._ids([_as_str(t) for t in texts])]
+        return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
+
+    def tf_encode(self, text: tf.Tensor, max_len: Optional[int] = None) -> tf.Tensor:
+        """int32 [max_len] for a tf.string scalar; usable inside tf.data `.map`."""
+        max_len = _check_max_len(self.max_len if max_len is None else max_len, self._min_len())
+        ids = self._tf_ids(tf.convert_to_tensor(text, tf.string))
+        return tf_layout(ids, max_len, self.pad_id, self.eos_id, self.bos_id)
+
+    def decode(self, ids: Any) -> Union[str, List[str]]:
+        """Text of one row of ids (up to the first eos; bos/pad dropped); a list for 2-D ids."""
+        ids = np.asarray(ids)
+        if ids.ndim == 2:
+            return [self.decode(row) for row in ids]
+        out = []
+        for i in ids.tolist():
+            if i == self.eos_id:
+                break
+            if i not in (self.pad_id, self.bos_id):
+                out.append(i)
+        return self._text(out)
+
+
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes; ids: pad 0, bos 1, eos 2, byte b -> b + 3 (vocab 259). Needs no file."""
+
+    OFFSET = 3
+
+    def __init__(self, max_len: Optional[int] = None, add_bos: bool = True):
+        self.pad_id, self.eos_id = 0, 2
+        self.bos_id = 1 if add_bos else None
+        self.vocab_size = 256 + self.OFFSET
+        self.max_len = max_len
+
+    def _ids(self, texts):
+        return [[b + self.OFFSET for b in t.encode("utf-8")] for t in texts]
+
+    def _tf_ids(self, text):
+        return tf.cast(tf.io.decode_raw(text, tf.uint8), tf.int32) + self.OFFSET
+
+    def _text(self, ids):
+        data = bytes(i - self.OFFSET for i in ids if self.OFFSET <= i < self.vocab_size)
+        return data.decode("utf-8", errors="replace")
+
+
+def _load_sentencepiece(model_path: str) -> spm.SentencePieceProcessor:
+    """Loads a SentencePiece model from a local or tf.io.gfile path, with clear errors."""
+    path = os.fspath(model_path)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"SentencePiece model file not found: {path!r}. Train one with "
+            "multimodal_jax.data.tokenizers.train_sentencepiece(texts, model_path, vocab_size), "
+            "or point config.tokenizer.path at an existing .model file (or use kind='bytes').")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        proto = f.read()
+    processor = spm.SentencePieceProcessor()
+    try:
+        processor.LoadFromSerializedProto(proto)
+    except (RuntimeError, OSError, TypeError) as e:
+        raise ValueError(
+            f"{path!r} is not a SentencePiece model ({e}). Give the binary .model file "
+            "written by SentencePiece (not the .vocab file, a JSON tokenizer or a text file), "
+            "or train one with train_sentencepiece(...).") from e
+    if processor.get_piece_size() <= 0:
+        raise ValueError(f"{path!r} is an empty SentencePiece model; retrain it.")
+    return processor
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece .model file. Pads with the model's pad id (0 if it has none)."""
+
+    def __init__(self, model_path: str, max_len: Optional[int] = None, add_bos: bool = True):
+        self.model_path = os.fspath(model_path)
+        self._sp = _load_sentencepiece(self.model_path)
+        if self._sp.eos_id() < 0:
+            raise ValueError(f"SentencePiece model {self.model_path!r} has no eos piece; the "
+                             "token layout needs one. Train with eos_id set (train_sentencepiece "
+                             "does).")
+        self.vocab_size = self._sp.get_piece_size()
+        self.pad_id = self._sp.pad_id() if self._sp.pad_id() >= 0 else 0
+        self.eos_id = self._sp.eos_id()
+        self.bos_id = self._sp.bos_id() if add_bos and self._sp.bos_id() >= 0 else None
+        self.max_len = max_len
+
+    def _ids(self, texts):
+        return self._sp.encode(texts, out_type=int) if texts else []
+
+    def _tf_ids(self, text):
+        def ids(t):
+            return np.asarray(self._sp.encode(_as_str(t), out_type=int), np.int32)
+
+        out = tf.numpy_function(ids, [text], tf.int32, stateful=False)
+        return tf.ensure_shape(out, [None])
+
+    def _text(self, ids):
+        return self._sp.decode(ids)
+
+
+def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
+                        model_type: str = "bpe",
+                        max_len: Optional[int] = None) -> SentencePieceTokenizer:
+    """Trains a SentencePiece model on `texts` offline and writes it to `model_path`.
+
+    Deterministic (one thread, input order kept): same texts -> same file. Ids: pad 0,
+    bos 1, eos 2, unk 3. BPE by default: on a small caption vocabulary unigram prunes to
+    sub-word fragments. vocab_size is an upper bound: a small corpus may give fewer pieces
+    (read `.vocab_size` of the returned tokenizer).
+    """
+    texts = [_as_str(t) for t in texts]
+    if not texts:
+        raise ValueError("train_sentencepiece needs at least one text.")
+    if vocab_size < 8:
+        raise ValueError(f"vocab_size must be >= 8 (4 special ids + pieces), got {vocab_size}.")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=int(vocab_size),
+        model_type=model_type, character_coverage=1.0, num_threads=1,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
+        shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+    path = os.fspath(model_path)
+    parent = os.path.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(model.getvalue())
+    return SentencePieceTokenizer(path, max_len=max_len)
+
+
+def _field(config: Any, name: str, default: Any = None) -> Any:
+    """config.name for a ConfigDict/dataclass/dict, default when missing or None."""
+    value = config.get(name, default) if hasattr(config, "get") else getattr(config, name,
+                                                                               default)
+    return default if value is None else value
+
+
+def get_tokenizer(config: Any) -> Tokenizer:
+    """The tokenizer described by `config.tokenizer`: kind, path, vocab_size, max_len.
+
+    kind "bytes" needs no path; kind "sentencepiece" loads `path`. When vocab_size is set
+    it must be at least the tokenizer's vocabulary (it sizes the text model's embedding).
+    """
+    kind = str(_field(config, "kind", "bytes")).lower()
+    max_len = _field(config, "max_len")
+    if kind in ("bytes", "byte"):
+        tokenizer = ByteTokenizer(max_len=max_len)
+    elif kind in ("sentencepiece", "spm"):
+        path = _field(config, "path")
+        if not path:
+            raise ValueError("config.tokenizer.kind is 'sentencepiece' but config.tokenizer.path "
+                             "is empty; set it to a .model file (see train_sentencepiece).")
+        tokenizer = SentencePieceTokenizer(path, max_len=max_len)
+    else:
+        raise ValueError(f"Unknown config.tokenizer.kind {kind!r}; use 'bytes' or "
+                         "'sentencepiece'.")
+    vocab_size = _field(config, "vocab_size")
+    if vocab_size and int(vocab_size) < tokenizer.vocab_size:
+        raise ValueError(
+            f"config.tokenizer.vocab_size={vocab_size} is smaller than the {kind} tokenizer's "
+            f"vocabulary ({tokenizer.vocab_size}); set it to >= {tokenizer.vocab_size}.")
+    return tokenizer
