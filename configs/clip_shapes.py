@@ -32,12 +32,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="captioned_shapes/32px",
         data_dir="",  # "" = the TFDS default (~/tensorflow_datasets)
-        train_split="train", image_key="image", text_key="caption", label_key="",
+        train_split="train", image_key="image", text_key="caption", label_key="label",
         caption_templates=("a photo of a {}.",), image_size=32,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False))
 
     config.tokenizer = ml_collections.ConfigDict(dict(
-        kind="sentencepiece", path="", vocab_size=256, max_len=24))
+        kind="sentencepiece", path="", vocab_size=320, max_len=24))
 
     config.model = ml_collections.ConfigDict(dict(
         embed_dim=128, dtype="float32",
@@ -57,5 +57,6 @@ def get_config() -> ml_collections.ConfigDict:
         zeroshot_splits=("test", "heldout"),
         zeroshot_filter=("num_objects", 1),  # zero-shot classifies single-object images
         class_names="builtin",  # the dataset's label names
-        retrieval_split="test", retrieval_examples=1000))
+        retrieval_split="test", retrieval_examples=1000,
+        retrieval_same_text_matches=True))  # identical captions count as the same text
     return config

@@ -17,6 +17,9 @@ from flax.training import train_state
 
 from multimodal_jax import losses
 from multimodal_jax import optim
+from multimodal_jax.data import pipeline
+from multimodal_jax.data import vocab
+from multimodal_jax.evaluation import contrastive_eval
 from multimodal_jax.models import factory
 from multimodal_jax.parallel import AXIS, as_varying
 
@@ -78,3 +81,30 @@ def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax"):
 def make_train_step(config: ml_collections.ConfigDict):
     """``train_step`` with the config's static choices bound."""
     return functools.partial(train_step, loss=config.loss)
+
+
+class ContrastiveTask:
+    """What the training loop needs from the contrastive task, bound to one config."""
+
+    name = "contrastive"
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config = config
+        pipeline.ensure_prepared_once(config.data)
+        self.tokenizer = vocab.ensure_tokenizer(config, workdir)
+        self.model = build_model(config, self.tokenizer)
+
+    def create_state(self, rng) -> TrainState:
+        return create_state(self.config, self.model, rng)
+
+    def train_step(self):
+        return make_train_step(self.config)
+
+    def train_batches(self, start_step: int):
+        """This process's endless batches from ``start_step`` on."""
+        return pipeline.make_train_iterator(self.config.data, self.tokenizer,
+                                            self.config.batch_size, self.config.seed, start_step)
+
+    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
+        return contrastive_eval.evaluate(self.model, params, self.config, self.tokenizer, mesh,
+                                         picture_path)

@@ -1,0 +1,25 @@
+# The two front-door commands (see README.md); each sets up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= workdirs/clip_shapes
+
+.PHONY: train test evaluate setup
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0  # the CPU build (see README); the test extra needs torch
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+train: setup
+	$(PY) -m train --config configs/clip_shapes.py --workdir $(WORKDIR)
+
+evaluate: setup
+	$(PY) -m train.evaluate --config configs/clip_shapes.py --workdir $(WORKDIR)
+
+test: setup
+	$(PY) -m pytest -q tests

@@ -1,0 +1,105 @@
+"""Evaluates a two-tower model: zero-shot classification on each configured split and
+image<->text retrieval, with the encoders jitted over the device mesh."""
+
+import functools
+from typing import Optional
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from jax.sharding import Mesh
+
+from multimodal_jax.data import pipeline
+from multimodal_jax.data import shapes_captions
+from multimodal_jax.evaluation import encode
+from multimodal_jax.evaluation import figures
+from multimodal_jax.evaluation import retrieval
+from multimodal_jax.evaluation import zeroshot
+
+
+def encoders(model):
+    """Jitted ``(params, images) -> embeddings`` and ``(params, tokens) -> embeddings``."""
+    image = jax.jit(lambda p, x: model.apply({"params": p}, x, method=type(model).encode_image))
+    text = jax.jit(lambda p, t: model.apply({"params": p}, t, method=type(model).encode_text))
+    return image, text
+
+
+def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
+    """The zero-shot classes and prompt templates: the dataset's label names with the
+    built-in dataset's templates (``"builtin"``), or those listed in the config."""
+    ev = config.evaluation
+    if ev.class_names == "builtin":
+        builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
+        names = list(builder.info.features[ev.get("label_key", "label")].names)
+    else:
+        names = list(ev.class_names)
+    templates = ev.get("templates", "builtin")
+    templates = shapes_captions.ZEROSHOT_TEMPLATES if templates == "builtin" else templates
+    return names, list(templates)
+
+
+def evaluate(model, params, config: ml_collections.ConfigDict, tokenizer, mesh: Mesh,
+             picture_path: Optional[str] = None) -> dict[str, float]:
+    """All contrastive metrics, keyed like ``zeroshot/test/top1`` and ``retrieval/test/i2t_r1``."""
+    ev, max_len = config.evaluation, config.tokenizer.max_len
+    encode_image, encode_text = encoders(model)
+    names, templates = class_names_and_templates(config)
+    text_fn = lambda t: encode_text(params, encode.to_global({"t": t}, mesh)["t"])  # noqa: E731
+    class_emb = zeroshot.class_embeddings(
+        lambda t: encode.gather(text_fn(t)), lambda texts: tokenizer.encode(texts, max_len),
+        names, templates, batch_size=ev.batch_size)
+    metrics = {}
+    for split in ev.zeroshot_splits:
+        batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size,
+                                              filter=tuple(ev.zeroshot_filter) or None)
+        result = encode.map_dataset(encode_image, params, batches, mesh, ("image",), ("label",))
+        for name, value in zeroshot.zeroshot_metrics(result["out"], result["label"], class_emb).items():
+            metrics[f"zeroshot/{split}/{name}"] = value
+    metrics.update(_retrieval(model, params, config, tokenizer, mesh, picture_path))
+    return metrics
+
+
+def _retrieval(model, params, config, tokenizer, mesh, picture_path):
+    """Recall@1/5/10 both ways on the first ``retrieval_examples`` pairs of the split."""
+    ev = config.evaluation
+    split = ev.retrieval_split
+    batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size)
+    take = functools.partial(_take_examples, limit=ev.retrieval_examples, batch_size=ev.batch_size)
+    both = jax.jit(lambda p, x, t: _concat(model.apply({"params": p}, images=x, tokens=t)))
+    result = encode.map_dataset(both, params, take(batches), mesh, ("image", "tokens"),
+                                ("image", "tokens"))
+    result = {k: v[: ev.retrieval_examples] for k, v in result.items()}
+    dim = result["out"].shape[1] // 2
+    image_emb, text_emb = result["out"][:, :dim], result["out"][:, dim:]
+    # Identical captions (frequent in the built-in dataset) count as the same text.
+    text_ids = [t.tobytes() for t in result["tokens"]] if ev.retrieval_same_text_matches else None
+    metrics = {f"retrieval/{split}/{k}": v for k, v in
+               retrieval.retrieval_metrics(image_emb, text_emb, text_ids=text_ids).items()}
+    if picture_path and jax.process_index() == 0:
+        _retrieval_picture(image_emb, text_emb, result, config, tokenizer, picture_path)
+    return metrics
+
+
+def _concat(out):
+    """Image and text embeddings side by side, so one pass gathers both."""
+    return jax.numpy.concatenate([out["image_embedding"], out["text_embedding"]], axis=1)
+
+
+def _take_examples(batches, limit: int, batch_size: int):
+    """The first batches holding ``limit`` examples (whole batches; padding stays masked)."""
+    for i, batch in enumerate(batches):
+        if i * batch_size >= limit:
+            return
+        yield batch
+
+
+def _retrieval_picture(image_emb, text_emb, result, config, tokenizer, path, shown: int = 8):
+    """Writes a PNG of the first images with their caption and top-3 retrieved captions."""
+    captions = [tokenizer.decode(t) for t in result["tokens"]]
+    scores = image_emb[:shown] @ text_emb.T
+    top = np.argsort(-scores, axis=1)[:, :3]
+    images = figures.to_uint8(result["image"][:shown], config.data.mean, config.data.std)
+    figures.retrieval_grid(
+        images, captions[:shown], [[captions[j] for j in row] for row in top],
+        [[captions[j] == captions[i] for j in row] for i, row in enumerate(top)], path)

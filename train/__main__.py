@@ -1,0 +1,28 @@
+"""Trains a config: ``python -m train --config configs/clip_shapes.py --workdir DIR``.
+
+Any field can be overridden with ``--config.FIELD=VALUE``. Resumes from the newest checkpoint
+in the workdir. Bad configs get one clear message and exit code 2.
+"""
+
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from multimodal_jax import loop
+from train import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and pictures go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    cli.setup_process()
+    metrics = cli.run_or_exit(lambda: loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value))
+    cli.print_metrics(metrics)
+
+
+if __name__ == "__main__":
+    app.run(main)
