@@ -5,10 +5,11 @@ Run:
 Evaluate the latest checkpoint:
   python -m train.evaluate --config configs/clip_shapes.py --workdir workdirs/clip_shapes
 
-A ViT (width 128, depth 4, patch 4 on 32 px) and a 3-layer text Transformer trained with
-the softmax contrastive loss. Reaches (2-core CPU, see the README table for the measured
-figures): zero-shot top-1 >= 90% on the test split, held-out compositions and retrieval R@1
-reported beside it. ``--config.loss=sigmoid`` trains SigLIP instead.
+A ViT (width 128, depth 4, patch 8 on 32 px, MAP pooling) and a 3-layer causal text
+Transformer (SentencePiece trained on the captions) trained for 600 steps of batch 256 with
+the softmax contrastive loss: about 4-5 minutes on a 2-core CPU. Measured (README table):
+zero-shot top-1 ~99% on the test split, ~80% on held-out (shape, colour) compositions never
+seen in training. ``--config.loss=sigmoid`` trains SigLIP instead.
 """
 
 import ml_collections
@@ -21,10 +22,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.task = "contrastive"
     config.loss = "softmax"
     config.seed = 0
-    config.total_steps = 1200
+    config.total_steps = 600
     config.batch_size = 256  # global, over all devices and processes
     config.log_every_steps = 50
-    config.eval_every_steps = 400
+    config.eval_every_steps = 200
     config.checkpoint_every_steps = 200
     config.keep_checkpoints = 3
     config.init_from = ""  # a checkpoint to start from (see README: published weights)
@@ -37,18 +38,18 @@ def get_config() -> ml_collections.ConfigDict:
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False))
 
     config.tokenizer = ml_collections.ConfigDict(dict(
-        kind="sentencepiece", path="", vocab_size=320, max_len=24))
+        kind="sentencepiece", path="", vocab_size=320, max_len=16))
 
     config.model = ml_collections.ConfigDict(dict(
         embed_dim=128, dtype="float32",
-        image=dict(width=128, depth=4, mlp_dim=512, num_heads=4, patch_size=4, pool="map",
+        image=dict(width=128, depth=4, mlp_dim=512, num_heads=4, patch_size=8, pool="map",
                    posemb="learn", act="gelu", ln_eps=1e-6, remat_policy=None),
-        text=dict(width=128, depth=3, mlp_dim=512, num_heads=4, max_len=24, causal=True,
+        text=dict(width=128, depth=3, mlp_dim=512, num_heads=4, max_len=16, causal=True,
                   pool="eos", act="gelu", ln_eps=1e-6, remat_policy=None)))
 
     config.optim = optim.default_config()
     config.optim.lr = 1e-3
-    config.optim.warmup_steps = 100
+    config.optim.warmup_steps = 50
 
     config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
 

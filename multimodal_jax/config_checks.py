@@ -37,7 +37,10 @@ def check_top_level(config: ml_collections.ConfigDict) -> None:
                f"config.{field} must be an integer, got {value!r} ({type(value).__name__}).")
         _check(value >= 0 if field == "seed" else value > 0,
                f"config.{field} must be {'>= 0' if field == 'seed' else 'positive'}, got {value}.")
-    parallel.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
+    try:
+        parallel.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     _check(config.parallel.driver in parallel.DRIVERS,
            f"config.parallel.driver={config.parallel.driver!r} is unknown; choose one of {parallel.DRIVERS}.")
 

@@ -46,9 +46,11 @@ def _log_train(writer, step, metrics, started, first_step, bar):
     return values
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_at_step: int | None = None) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final
-    metrics (evaluation and last train metrics)."""
+    metrics (evaluation and last train metrics). ``stop_at_step`` ends the run early with a
+    checkpoint, as a preemption would; rerunning continues it."""
     config_checks.validate(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     setup_started = time.time()
@@ -71,10 +73,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         dstate, metrics = driver.step(dstate, next(batches), root_key)
         bar.update(1)
         last = step == config.total_steps
+        stopping = step == stop_at_step
         if step % config.log_every_steps == 0 or last:
             final.update(_log_train(writer, step, metrics, started, start, bar))
-        if step % config.checkpoint_every_steps == 0 or last:
+        if step % config.checkpoint_every_steps == 0 or last or stopping:
             ckpt.save(driver.get_state(dstate))
+        if stopping:
+            break
         if step % config.eval_every_steps == 0 or last:
             final.update(_evaluate(task, driver.get_state(dstate), mesh, writer, workdir, step, last))
     bar.close()
@@ -83,7 +88,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if start >= config.total_steps:  # nothing left to train: evaluate what is there
         state = driver.get_state(dstate)
         final.update(_evaluate(task, state, mesh, writer, workdir, start, True))
-    return {"step": config.total_steps, **final}
+    return {"step": int(jax.device_get(driver.get_state(dstate).step)), **final}
 
 
 def _evaluate(task, state, mesh, writer, workdir, step, final: bool) -> dict:

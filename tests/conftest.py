@@ -6,3 +6,14 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shapes_data_dir(tmp_path_factory):
+    """A data dir holding the built-in dataset's ``tiny`` config, prepared once per session."""
+    from multimodal_jax.data import shapes_builder  # noqa: PLC0415 - after XLA_FLAGS above
+    data_dir = tmp_path_factory.mktemp("tfds")
+    shapes_builder.prepare_shapes("tiny", str(data_dir))
+    return str(data_dir)

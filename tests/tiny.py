@@ -36,3 +36,18 @@ def fake_batch(batch_size: int, image_size: int, max_len: int, seed: int = 0) ->
     return {"image": rng.normal(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
             "tokens": tokens,
             "label": rng.integers(0, 10, size=batch_size).astype(np.int32)}
+
+
+def tiny_shapes_config(data_dir: str, driver: str = "mesh"):
+    """The tiny contrastive model on the built-in dataset's ``tiny`` config, end to end."""
+    config = tiny_contrastive_config()
+    config.data.name = "captioned_shapes/tiny"
+    config.data.data_dir = str(data_dir)
+    config.data.shuffle_buffer = 256
+    config.tokenizer.max_len = config.model.text.max_len = 16
+    config.total_steps, config.checkpoint_every_steps = 6, 3
+    config.log_every_steps, config.eval_every_steps = 2, 6
+    config.parallel.driver = driver
+    config.evaluation.batch_size = 64
+    config.evaluation.retrieval_examples = 64
+    return config

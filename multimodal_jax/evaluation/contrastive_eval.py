@@ -56,6 +56,11 @@ def evaluate(model, params, config: ml_collections.ConfigDict, tokenizer, mesh: 
         result = encode.map_dataset(encode_image, params, batches, mesh, ("image",), ("label",))
         for name, value in zeroshot.zeroshot_metrics(result["out"], result["label"], class_emb).items():
             metrics[f"zeroshot/{split}/{name}"] = value
+        if picture_path and jax.process_index() == 0:
+            confusion = zeroshot.zeroshot_confusion(result["out"], result["label"], class_emb)
+            figures.confusion_matrix_png(
+                confusion, names, picture_path.replace(".png", f"_zeroshot_{split}.png"),
+                title=f"zero-shot on {split}: true class (rows) vs predicted")
     metrics.update(_retrieval(model, params, config, tokenizer, mesh, picture_path))
     return metrics
 

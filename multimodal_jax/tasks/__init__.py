@@ -1,4 +1,13 @@
-"""Tasks by name: each binds a config to its model, state, step, data and evaluation."""
+"""Tasks by name. A task binds a config to what ``loop.train_and_evaluate`` needs:
+
+    task = TaskClass(config, workdir)   # prepares data and tokenizer, builds the model
+    task.name                           # "contrastive", ...
+    task.create_state(rng)              # a flax TrainState on the host
+    task.train_step()                   # pure step(state, batch, rng) -> (state, metrics)
+                                        #   whose collectives name the "data" axis
+    task.train_batches(start_step)      # this process's numpy batches from start_step on
+    task.evaluate(params, mesh, picture_path=None) -> {"metric/name": float}
+"""
 
 from multimodal_jax.tasks.contrastive import ContrastiveTask
 
