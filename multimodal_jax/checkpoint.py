@@ -13,11 +13,13 @@ from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from flax import serialization
 
 
 def _savable(state) -> dict[str, Any]:
-    """The pytree part of a flax ``TrainState`` (its step, params and optimiser state)."""
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+    """Every pytree field of a flax struct state (step, params, optimiser states, EMA, ...) as
+    a nested dict; static fields such as ``apply_fn`` and ``tx`` are not saved."""
+    return serialization.to_state_dict(state)
 
 
 class Checkpointer:
@@ -58,7 +60,7 @@ class Checkpointer:
                                 "falling back to the previous one.", candidate, self.directory,
                                 type(error).__name__, str(error).splitlines()[0][:300])
                 continue
-            return template.replace(**values)
+            return serialization.from_state_dict(template, values)
         if steps:
             raise RuntimeError(f"None of the checkpoints {steps} in {self.directory} can be restored; "
                                "move the directory away to start over.")

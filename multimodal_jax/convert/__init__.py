@@ -1,0 +1,31 @@
+"""Import published weights: Hugging Face CLIP / ViT, OpenAI and open_clip CLIP state dicts.
+
+Each loader returns ``(model, variables)`` with ``model`` a multimodal_jax Flax module
+configured to match the checkpoint and ``variables = {"params": ...}`` in float32.
+Only safetensors / npz files are read (no pickle).
+"""
+
+import os
+
+from multimodal_jax.convert.hf_clip import load_hf_clip
+from multimodal_jax.convert.hf_vit import ViTWithPooler, load_hf_vit
+from multimodal_jax.convert.openai_clip import load_openai_clip
+from multimodal_jax.convert.tree_mapping import read_checkpoint, read_json
+
+__all__ = ["load_hf_clip", "load_hf_vit", "load_openai_clip", "load_pretrained",
+           "read_checkpoint", "ViTWithPooler"]
+
+
+def load_pretrained(path: str, **kwargs):
+    """Dispatches on what ``path`` holds: an HF CLIP or ViT directory, else an OpenAI state dict."""
+    config = os.path.join(path, "config.json")
+    if os.path.isdir(path) and os.path.exists(config):
+        model_type = read_json(config).get("model_type")
+        if model_type == "clip":
+            return load_hf_clip(path, **kwargs)
+        if model_type == "vit":
+            return load_hf_vit(path, **kwargs)
+        raise ValueError(f"{path!r} holds a {model_type!r} model; supported Hugging Face "
+                         "model types are 'clip' and 'vit'.")
+    return load_openai_clip(path, **kwargs)
+
