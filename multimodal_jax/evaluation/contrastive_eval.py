@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
+from multimodal_jax.data import device_input
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_captions
 from multimodal_jax.evaluation import encode
@@ -18,11 +19,15 @@ from multimodal_jax.evaluation import retrieval
 from multimodal_jax.evaluation import zeroshot
 
 
-def encoders(model):
-    """Jitted ``(params, images) -> embeddings`` and ``(params, tokens) -> embeddings``."""
-    image = jax.jit(lambda p, x: model.apply({"params": p}, x, method=type(model).encode_image))
-    text = jax.jit(lambda p, t: model.apply({"params": p}, t, method=type(model).encode_text))
-    return image, text
+class Encoders:
+    """The model's encoders, jitted once per run: ``image(params, images)``,
+    ``text(params, tokens)`` and ``both(params, images, tokens)`` (embeddings side by side)."""
+
+    def __init__(self, model):
+        apply = model.apply
+        self.image = jax.jit(lambda p, x: apply({"params": p}, x, method=type(model).encode_image))
+        self.text = jax.jit(lambda p, t: apply({"params": p}, t, method=type(model).encode_text))
+        self.both = jax.jit(lambda p, x, t: _concat(apply({"params": p}, images=x, tokens=t)))
 
 
 def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
@@ -39,13 +44,12 @@ def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[s
     return names, list(templates)
 
 
-def evaluate(model, params, config: ml_collections.ConfigDict, tokenizer, mesh: Mesh,
-             picture_path: Optional[str] = None) -> dict[str, float]:
+def evaluate(encoders: Encoders, params, config: ml_collections.ConfigDict, tokenizer,
+             mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
     """All contrastive metrics, keyed like ``zeroshot/test/top1`` and ``retrieval/test/i2t_r1``."""
     ev, max_len = config.evaluation, config.tokenizer.max_len
-    encode_image, encode_text = encoders(model)
     names, templates = class_names_and_templates(config)
-    text_fn = lambda t: encode_text(params, encode.to_global({"t": t}, mesh)["t"])  # noqa: E731
+    text_fn = lambda t: encoders.text(params, device_input.shard_for_mesh(t, mesh))  # noqa: E731
     class_emb = zeroshot.class_embeddings(
         lambda t: encode.gather(text_fn(t)), lambda texts: tokenizer.encode(texts, max_len),
         names, templates, batch_size=ev.batch_size)
@@ -53,7 +57,7 @@ def evaluate(model, params, config: ml_collections.ConfigDict, tokenizer, mesh: 
     for split in ev.zeroshot_splits:
         batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size,
                                               filter=tuple(ev.zeroshot_filter) or None)
-        result = encode.map_dataset(encode_image, params, batches, mesh, ("image",), ("label",))
+        result = encode.map_dataset(encoders.image, params, batches, mesh, ("image",), ("label",))
         for name, value in zeroshot.zeroshot_metrics(result["out"], result["label"], class_emb).items():
             metrics[f"zeroshot/{split}/{name}"] = value
         if picture_path and jax.process_index() == 0:
@@ -61,18 +65,17 @@ def evaluate(model, params, config: ml_collections.ConfigDict, tokenizer, mesh: 
             figures.confusion_matrix_png(
                 confusion, names, picture_path.replace(".png", f"_zeroshot_{split}.png"),
                 title=f"zero-shot on {split}: true class (rows) vs predicted")
-    metrics.update(_retrieval(model, params, config, tokenizer, mesh, picture_path))
+    metrics.update(_retrieval(encoders, params, config, tokenizer, mesh, picture_path))
     return metrics
 
 
-def _retrieval(model, params, config, tokenizer, mesh, picture_path):
+def _retrieval(encoders, params, config, tokenizer, mesh, picture_path):
     """Recall@1/5/10 both ways on the first ``retrieval_examples`` pairs of the split."""
     ev = config.evaluation
     split = ev.retrieval_split
     batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size)
     take = functools.partial(_take_examples, limit=ev.retrieval_examples, batch_size=ev.batch_size)
-    both = jax.jit(lambda p, x, t: _concat(model.apply({"params": p}, images=x, tokens=t)))
-    result = encode.map_dataset(both, params, take(batches), mesh, ("image", "tokens"),
+    result = encode.map_dataset(encoders.both, params, take(batches), mesh, ("image", "tokens"),
                                 ("image", "tokens"))
     result = {k: v[: ev.retrieval_examples] for k, v in result.items()}
     dim = result["out"].shape[1] // 2

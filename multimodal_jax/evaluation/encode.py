@@ -6,13 +6,9 @@ from typing import Callable, Iterable
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-
-def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """This process's slice of a batch -> global arrays split over the ``"data"`` axis."""
-    sharding = NamedSharding(mesh, P("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+from multimodal_jax.data import device_input
 
 
 def gather(x: jax.Array) -> np.ndarray:
@@ -28,7 +24,7 @@ def map_dataset(fn: Callable, params, batches: Iterable[dict], mesh: Mesh,
     (``"out"``) and the ``keep`` fields concatenated, with padding rows (``mask``) dropped."""
     outs, kept, masks = [], {k: [] for k in keep}, []
     for batch in batches:
-        device_batch = to_global({k: batch[k] for k in inputs + keep + ("mask",)}, mesh)
+        device_batch = device_input.shard_for_mesh({k: batch[k] for k in inputs + keep + ("mask",)}, mesh)
         outs.append(gather(fn(params, *[device_batch[k] for k in inputs])))
         for k in keep:
             kept[k].append(gather(device_batch[k]))

@@ -93,6 +93,7 @@ class ContrastiveTask:
         pipeline.ensure_prepared_once(config.data)
         self.tokenizer = vocab.ensure_tokenizer(config, workdir)
         self.model = build_model(config, self.tokenizer)
+        self.encoders = contrastive_eval.Encoders(self.model)
 
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng)
@@ -106,5 +107,5 @@ class ContrastiveTask:
                                             self.config.batch_size, self.config.seed, start_step)
 
     def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
-        return contrastive_eval.evaluate(self.model, params, self.config, self.tokenizer, mesh,
+        return contrastive_eval.evaluate(self.encoders, params, self.config, self.tokenizer, mesh,
                                          picture_path)
