@@ -230,9 +230,12 @@ def get_tokenizer(config: Any) -> Tokenizer:
             raise ValueError("config.tokenizer.kind is 'sentencepiece' but config.tokenizer.path "
                              "is empty; set it to a .model file (see train_sentencepiece).")
         tokenizer = SentencePieceTokenizer(path, max_len=max_len)
+    elif kind == "clip_bpe":
+        from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415 - it imports this module
+        tokenizer = ClipBpeTokenizer(_field(config, "path"), max_len=max_len)
     else:
-        raise ValueError(f"Unknown config.tokenizer.kind {kind!r}; use 'bytes' or "
-                         "'sentencepiece'.")
+        raise ValueError(f"Unknown config.tokenizer.kind {kind!r}; use 'bytes', "
+                         "'sentencepiece' or 'clip_bpe'.")
     vocab_size = _field(config, "vocab_size")
     if vocab_size and int(vocab_size) < tokenizer.vocab_size:
         raise ValueError(
