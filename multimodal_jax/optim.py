@@ -38,3 +38,49 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         lr=1e-3, warmup_steps=100, end_lr_ratio=0.0, b1=0.9, b2=0.98, eps=1e-6,
         weight_decay=0.1, grad_clip_norm=1.0))
+
+
+# --- Fine-tuning helpers (classification, LiT): frozen parameters, layer-wise lr decay. ---
+
+
+def _names(path) -> list[str]:
+    return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+
+
+def freeze(tx: optax.GradientTransformation, trainable) -> optax.GradientTransformation:
+    """``tx`` on the leaves where the bool tree ``trainable`` is True; the others get zero
+    updates (exactly unchanged) and no optimiser state. Clipping inside ``tx`` sees only the
+    trainable gradients."""
+    labels = jax.tree.map(lambda t: "train" if t else "frozen", trainable)
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def trainable_mask(params, frozen_prefixes) -> object:
+    """False for the leaves whose path starts with one of ``frozen_prefixes`` (tuples of names,
+    e.g. ``("image_tower",)``), True elsewhere."""
+    prefixes = [tuple(p) for p in frozen_prefixes]
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not any(tuple(_names(path))[:len(p)] == p for p in prefixes), params)
+
+
+def vit_layer_id(path, depth: int) -> int:
+    """A ViT parameter's layer: 0 for embeddings (patch, position, class token, ln_pre),
+    ``i + 1`` for ``block_i``, ``depth + 1`` for what follows (final norm, pooling head, head)."""
+    names = _names(path)
+    for name in names:
+        if name.startswith("block_") and name[6:].isdigit():
+            return int(name[6:]) + 1
+    if any(n in ("embedding", "posemb", "cls", "ln_pre") for n in names):
+        return 0
+    return depth + 1
+
+
+def layerwise_lr_decay(decay: float, depth: int) -> optax.GradientTransformation:
+    """Scales each ViT update by ``decay ** (depth + 1 - layer_id)`` (BEiT / big_vision style):
+    the head keeps the full learning rate, lower layers get geometrically less. Put it after
+    the optimiser in a chain (AdamW's weight decay is scaled with the learning rate too)."""
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(
+            lambda path, u: u * decay ** (depth + 1 - vit_layer_id(path, depth)), updates), state
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

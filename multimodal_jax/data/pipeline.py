@@ -19,6 +19,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
+from multimodal_jax.data import augment
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 BUILTIN = "captioned_shapes"
@@ -40,9 +42,14 @@ DEFAULTS = dict(
     shuffle_buffer=10_000,
     flip=False,  # off: flipping can make a caption ("left of") false.
     max_len=None,  # token length; None: the tokenizer's `max_len` attribute.
+    # --- classification additions (data/augment.py) ---
+    augment="none",  # train-time: "none" (resize + centre crop) or "inception_crop".
+    crop_area_min=0.05,  # smallest share of the image an inception crop keeps.
+    train_filter=None,  # (feature, value): train only on examples where feature == value.
+    extra_label_keys=(),  # more integer keys stacked after label_key: label [1 + K], -1 = none.
 )
 
-_PICK_SALT, _FLIP_SALT = 1, 2
+_PICK_SALT, _FLIP_SALT, _CROP_SALT = 1, 2, 3
 
 
 def default_data_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -211,15 +218,18 @@ def _validate(builder, cfg) -> None:
         "text_key": ((0, 1), True, "a string or a list of strings"),
         "label_key": ((0,), False, "a scalar integer class"),
     }
-    for field, (ranks, is_string, what) in wanted.items():
-        if not _get(cfg, field):
+    checks = [(f"data.{field}", _get(cfg, field), spec) for field, spec in wanted.items()]
+    checks += [("data.extra_label_keys", key, wanted["label_key"])
+               for key in _get(cfg, "extra_label_keys")]
+    for setting, key, (ranks, is_string, what) in checks:
+        if not key:
             continue
-        tensor = _lookup(info, _get(cfg, field), f"data.{field}", cfg)
+        tensor = _lookup(info, key, setting, cfg)
         if len(tensor.shape) not in ranks or is_string != (tensor.tf_dtype == tf.string):
             raise ValueError(
-                f"data.{field}={_get(cfg, field)!r} of {_get(cfg, 'name')!r} is {tensor}; "
-                f"it must be {what}."
+                f"{setting}={key!r} of {_get(cfg, 'name')!r} is {tensor}; it must be {what}."
             )
+    augment.check_augment(_get(cfg, "augment"))
 
 
 # ----------------------------------------------------------------------------- per-example
@@ -247,6 +257,9 @@ def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
     label_key, text_key = _get(cfg, "label_key"), _get(cfg, "text_key")
     if label_key:
         out["label"] = tf.cast(_lookup_path(ex, label_key), tf.int32)
+    if label_key and _get(cfg, "extra_label_keys"):  # multi-label: [1 + K] class ids, -1 = none
+        out["label"] = tf.stack([out["label"]] + [
+            tf.cast(_lookup_path(ex, k), tf.int32) for k in _get(cfg, "extra_label_keys")])
     if text_key:
         text = _lookup_path(ex, text_key)
         out["text"] = _pick(tf.reshape(text, [-1]), seed, index, random) if text.shape.rank else text
@@ -278,7 +291,11 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
         image = tf.io.decode_image(image, channels=3, expand_animations=False)
     elif image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
-    image = _resize_and_centre_crop(image, int(_get(cfg, "image_size")))
+    augmented = augment.train_image(
+        image, int(_get(cfg, "image_size")), _get(cfg, "augment"),
+        _example_seed(seed, ex["_index"], _CROP_SALT), float(_get(cfg, "crop_area_min")),
+    ) if train else None
+    image = augmented if augmented is not None else _resize_and_centre_crop(image, int(_get(cfg, "image_size")))
     if train and _get(cfg, "flip"):
         image = tf.image.stateless_random_flip_left_right(image, _example_seed(seed, ex["_index"], _FLIP_SALT))
     mean = tf.constant(_get(cfg, "mean"), tf.float32) * 255.0
@@ -357,6 +374,9 @@ def make_train_dataset(
     local = _local_batch_size(global_batch_size, process_count)
     builder, table, max_len = _setup(data_cfg, tokenizer)
     ds = _read(builder, _get(data_cfg, "train_split"), data_cfg)
+    if _get(data_cfg, "train_filter"):  # e.g. ("num_objects", 1): a fixed subset, before shuffling
+        _lookup(builder.info.features, _get(data_cfg, "train_filter")[0], "data.train_filter", data_cfg)
+        ds = ds.filter(_equals(*_get(data_cfg, "train_filter")))
     ds = ds.repeat().shuffle(int(_get(data_cfg, "shuffle_buffer")), seed=seed).enumerate()
     ds = ds.skip(start_step * global_batch_size)  # = skipping start_step global batches, cheaper
     ds = _parallel_map(ds, lambda i, ex: _select(ex, i, data_cfg, table, seed, random=True))
