@@ -24,10 +24,12 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-    """AdamW with the schedule above and optional clipping (``config.grad_clip_norm``)."""
+    """AdamW with the schedule above, optional clipping (``config.grad_clip_norm``) and
+    optional ``config.mu_dtype`` for the first moment (big_vision keeps it in bfloat16)."""
     adamw = optax.adamw(
         learning_rate_schedule(config, total_steps), b1=config.b1, b2=config.b2, eps=config.eps,
-        weight_decay=config.weight_decay, mask=decay_mask)
+        weight_decay=config.weight_decay, mask=decay_mask,
+        mu_dtype=config.get("mu_dtype") or None)  # "bfloat16": Adam's first moment in bf16
     if config.get("grad_clip_norm"):
         return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adamw)
     return adamw

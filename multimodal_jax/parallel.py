@@ -1,13 +1,23 @@
 """How one pure train step runs over devices: the ``pmap`` driver and the mesh driver.
 
 A step is ``step(state, batch, rng) -> (state, metrics)`` whose collectives name the axis
-``"data"``. ``PmapDriver`` runs it under ``jax.pmap`` (state stacked over local devices);
-``MeshDriver`` under ``jax.jit(jax.shard_map(...))`` over a 1-D device mesh (state replicated
-as global arrays). Both give the numbers of one device on the whole batch.
+``"data"``. ``PmapDriver`` runs it under ``jax.pmap`` over every process's devices (each
+process holds its devices' copies of the state, stacked);
+``MeshDriver`` under ``jax.jit(jax.shard_map(...))`` over a device mesh. Both give the numbers
+of one device on the whole batch.
 
-Outside the step, state is always exchanged as *global replicated arrays*
-(``NamedSharding(mesh, P())``): that is what checkpoints save and evaluation reads, on one
-host or many (Orbax cannot save pmap's host-local stacked arrays across hosts).
+FSDP (mesh driver only): the mesh gets a second axis, ``"fsdp"`` (``make_mesh(fsdp=N)``), and
+the state is split over it by rules (``sharding.py``). The step is then manual (``shard_map``)
+over ``"data"`` only and automatic over ``"fsdp"``: inside it, each ``"data"`` slice sees its
+batch and the state as global arrays over the ``N`` devices of its ``"fsdp"`` group, and XLA
+(GSPMD) gathers the parameters where they are used and reduce-scatters their gradients. So
+the task's step is unchanged: its collectives, ``as_varying`` and explicit ``psum`` still name
+``"data"`` and keep their meaning, and the batch is split over both axes.
+
+Outside the step, state is exchanged as *global arrays* (replicated, or split as the rules
+say): that is what checkpoints save and evaluation reads, on one host or many (Orbax cannot
+save pmap's host-local stacked arrays across hosts). A checkpoint restores onto any mesh:
+restore into a template laid out for the new mesh (``init_state``).
 """
 
 from typing import Any, Callable
@@ -16,13 +26,82 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from multimodal_jax import sharding
+
 AXIS = "data"
+FSDP = sharding.FSDP
 DRIVERS = ("pmap", "mesh")
 
 
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh named ``"data"`` over all (global) devices."""
     return Mesh(np.asarray(jax.devices() if devices is None else devices), (AXIS,))
+
+
+def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
+    """``data_mesh`` when ``fsdp == 1``, else a ``("data", "fsdp")`` mesh whose rows are groups
+    of ``fsdp`` consecutive devices (within one host when ``fsdp`` divides its device count)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    if fsdp == 1:
+        return data_mesh(devices)
+    if fsdp < 1 or devices.size % fsdp:
+        raise ValueError(f"config.parallel.fsdp={fsdp} does not divide the {devices.size} devices: "
+                         f"choose a divisor of {devices.size} (1 = no FSDP).")
+    return Mesh(devices.reshape(-1, fsdp), (AXIS, FSDP))
+
+
+def mesh_from_config(parallel_config) -> Mesh:
+    """The mesh that ``config.parallel`` (its ``fsdp`` field, default 1) describes."""
+    return make_mesh(int(parallel_config.get("fsdp", 1)))
+
+
+def layout(parallel_config) -> dict:
+    """``rules`` and ``logical_axes`` of ``config.parallel`` (both optional), as keyword
+    arguments for ``make_driver`` and ``init_state``."""
+    axes = parallel_config.get("logical_axes", None) or {}
+    return {"rules": tuple(tuple(rule) for rule in parallel_config.get("rules", None) or ()),
+            "logical_axes": dict(axes.to_dict() if hasattr(axes, "to_dict") else axes)}
+
+
+def check_config(parallel_config, device_count: int) -> None:
+    """Clear errors for ``config.parallel`` (driver, fsdp, rules, logical_axes, peak_tflops)
+    before anything runs; ``ValueError`` naming the field."""
+    driver, fsdp = parallel_config.get("driver", "mesh"), parallel_config.get("fsdp", 1)
+    if driver not in DRIVERS:
+        raise ValueError(f"config.parallel.driver={driver!r} is unknown; choose one of {DRIVERS}.")
+    if not isinstance(fsdp, int) or fsdp < 1 or device_count % fsdp:
+        raise ValueError(f"config.parallel.fsdp={fsdp!r} must be a positive divisor of the "
+                         f"{device_count} devices (1 = no FSDP).")
+    if fsdp > 1 and driver == "pmap":
+        raise ValueError("config.parallel.fsdp > 1 needs config.parallel.driver='mesh' (the pmap "
+                         "driver keeps the state replicated).")
+    for rule in layout(parallel_config)["rules"]:
+        if len(rule) != 2 or not isinstance(rule[0], str):
+            raise ValueError(f"config.parallel.rules entry {rule!r} must be (regex, spec), e.g. "
+                             "('.*', 'fsdp').")
+    names = set(sharding.STATE_AXES)
+    for name, axis in layout(parallel_config)["logical_axes"].items():
+        if axis is not None and axis not in names:
+            raise ValueError(f"config.parallel.logical_axes[{name!r}]={axis!r}: map logical axes "
+                             f"to {sorted(sharding.STATE_AXES)} or None.")
+    if parallel_config.get("peak_tflops", 0) < 0:
+        raise ValueError("config.parallel.peak_tflops must be >= 0 (0: measure it at start).")
+
+
+def batch_axes(mesh: Mesh):
+    """The mesh axes that split the batch: ``"data"``, and ``"fsdp"`` when the mesh has it."""
+    return (AXIS, FSDP) if FSDP in mesh.axis_names else AXIS
+
+
+def init_state(create_state: Callable, rng, mesh: Mesh, rules=(), logical_axes=None):
+    """``create_state(rng)`` as global arrays in the layout ``rules`` give on ``mesh``. With
+    rules it is traced and made in place (each device computes only its part: no full copy of
+    a large model on one device); without, made eagerly and replicated, as it always was."""
+    if not rules:
+        return jax.device_put(create_state(rng), replicated(mesh))
+    abstract = jax.eval_shape(create_state, rng)
+    shardings = sharding.tree_shardings(abstract, mesh, rules, logical_axes)
+    return jax.jit(create_state, out_shardings=shardings)(rng)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -34,9 +113,24 @@ def as_varying(tree):
     device's partial gradient (to be ``psum``-ed explicitly) under both drivers alike.
 
     Under ``shard_map``, differentiating w.r.t. a replicated input would otherwise insert the
-    cross-device sum itself; under ``pmap`` this is a no-op.
+    cross-device sum itself; under ``pmap`` this is a no-op, and so it is where ``"data"`` is
+    bound by ``vmap`` (a size-1 data axis with FSDP, see ``MeshDriver``).
     """
+    if AXIS not in jax.sharding.get_abstract_mesh().manual_axes:
+        return tree
     return jax.tree.map(lambda x: jax.lax.pcast(x, AXIS, to="varying"), tree)
+
+
+def global_replicated(x, mesh: Mesh):
+    """A value that every process holds alike -> a global array replicated on ``mesh``
+    (``device_put`` cannot place it on other processes' devices). PRNG keys stay keys."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, replicated(mesh))
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = global_replicated(jax.random.key_data(x), mesh)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    value = np.asarray(x)
+    return jax.make_array_from_callback(value.shape, replicated(mesh), lambda index: value[index])
 
 
 def check_batch_divides(global_batch: int, devices: int, what: str = "batch_size") -> None:
@@ -47,44 +141,80 @@ def check_batch_divides(global_batch: int, devices: int, what: str = "batch_size
             f"{devices} (e.g. {max(devices, global_batch // devices * devices)}).")
 
 
+def _bind_data_axis_by_vmap(step: Callable) -> Callable:
+    """``step`` with a size-1 ``"data"`` axis bound by ``vmap`` rather than ``shard_map``: all
+    devices are in the automatic ``"fsdp"`` axis. (XLA 0.10 cannot all-reduce a non-scalar over a
+    manual axis of size 1 in partial-manual mode: "Cross-partition allreduce must be in
+    (partial) manual partitioning mode".) The step's collectives are then identities."""
+    def run(state, batch, rng):
+        batch = jax.tree.map(lambda x: x[None], batch)
+        return jax.vmap(step, in_axes=(None, 0, None), out_axes=(None, None), axis_name=AXIS,
+                        axis_size=1)(state, batch, rng)
+    return run
+
+
 class MeshDriver:
-    """Runs the step as ``jit(shard_map(step))`` over a mesh; the batch is split on ``"data"``."""
+    """Runs the step as ``jit(shard_map(step))`` over a mesh, manual over ``"data"`` and (with
+    FSDP) automatic over ``"fsdp"``; the state is laid out by ``rules`` (``sharding.py``)."""
 
     name = "mesh"
 
-    def __init__(self, step: Callable, mesh: Mesh | None = None, donate: bool = True):
+    def __init__(self, step: Callable, mesh: Mesh | None = None, donate: bool = True,
+                 rules=(), logical_axes=None):
         self.mesh = mesh or data_mesh()
-        specs = dict(in_specs=(P(), P(AXIS), P()), out_specs=(P(), P()))
-        self._step = jax.jit(jax.shard_map(step, mesh=self.mesh, **specs),
-                             donate_argnums=(0,) if donate else ())
+        self.rules, self.logical_axes = tuple(rules or ()), dict(logical_axes or {})
+        if FSDP in self.mesh.axis_names and self.mesh.shape[AXIS] == 1:
+            self._shard_mapped = _bind_data_axis_by_vmap(step)
+        else:
+            self._shard_mapped = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS), P()),
+                                               out_specs=(P(), P()), axis_names={AXIS})
+        self._donate = (0,) if donate else ()
+        self._step = None  # jitted at the first step, with the state's layout as its output's
+
+    def state_shardings(self, state):
+        """The ``NamedSharding`` of every leaf of ``state`` under the driver's rules."""
+        return sharding.tree_shardings(state, self.mesh, self.rules, self.logical_axes)
 
     def put_state(self, state):
-        """Global replicated arrays (or host values) -> the driver's state layout."""
-        return jax.device_put(state, replicated(self.mesh))
+        """Global arrays (or host values) -> the driver's state layout."""
+        return jax.device_put(state, self.state_shardings(state))
 
     def get_state(self, state):
-        """The driver's state layout -> global replicated arrays."""
+        """The driver's state layout: already global arrays, replicated or split by the rules."""
         return state
 
     def put_batch(self, batch: dict[str, np.ndarray]):
-        """This process's slice of the global batch -> global arrays split over ``"data"``."""
-        sharding = NamedSharding(self.mesh, P(AXIS))
-        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+        """This process's slice of the global batch -> global arrays split over the batch axes."""
+        sharding_ = NamedSharding(self.mesh, P(batch_axes(self.mesh)))
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding_, x), batch)
 
     def step(self, state, batch, rng) -> tuple[Any, dict]:
-        return self._step(state, batch, jax.device_put(rng, replicated(self.mesh)))
+        if self._step is None:
+            layout = jax.tree.map(lambda x: x.sharding, state)
+            self._step = jax.jit(self._shard_mapped, donate_argnums=self._donate,
+                                 out_shardings=(layout, replicated(self.mesh)))
+        return self._step(state, batch, global_replicated(rng, self.mesh))
 
 
 class PmapDriver:
-    """Runs the step under ``jax.pmap(axis_name="data")`` over this process's devices."""
+    """Runs the step under ``jax.pmap(axis_name="data")`` over all devices of the mesh (every
+    process's: the collectives span the job); each process feeds and reads its own devices."""
 
     name = "pmap"
 
-    def __init__(self, step: Callable, mesh: Mesh | None = None, donate: bool = True):
+    def __init__(self, step: Callable, mesh: Mesh | None = None, donate: bool = True,
+                 rules=(), logical_axes=None):
         self.mesh = mesh or data_mesh()  # global mesh, for get_state
+        if FSDP in self.mesh.axis_names:
+            raise ValueError("The pmap driver keeps the state replicated: config.parallel.fsdp > 1 "
+                             "needs config.parallel.driver='mesh'.")
+        del rules, logical_axes  # nothing to split: every device holds the whole state
         self.devices = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
         self._local = Mesh(np.asarray(self.devices), (AXIS,))
-        self._step = jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None), devices=self.devices,
+        # All devices, not only this process's: with local ones only, each process would run
+        # its own job (its collectives, gradients and parameters its own).
+        self._step = jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None),
+                              devices=list(self.mesh.devices.flat),
                               donate_argnums=(0,) if donate else ())
 
     def _stack(self, x):
@@ -120,8 +250,15 @@ class PmapDriver:
         return state, jax.tree.map(lambda m: m[0], metrics)
 
 
-def make_driver(name: str, step: Callable, mesh: Mesh | None = None, donate: bool = True):
-    """The driver called ``name`` ("pmap" or "mesh") around ``step``."""
+    def state_shardings(self, state):
+        """Outside the step the pmap driver's state is global and replicated."""
+        return jax.tree.map(lambda _: replicated(self.mesh), state)
+
+
+def make_driver(name: str, step: Callable, mesh: Mesh | None = None, donate: bool = True,
+                rules=(), logical_axes=None):
+    """The driver called ``name`` ("pmap" or "mesh") around ``step``; ``rules`` and
+    ``logical_axes`` (mesh driver only) lay out the state (``sharding.py``)."""
     if name not in DRIVERS:
         raise ValueError(f"Unknown parallel driver {name!r}; choose one of {DRIVERS}.")
-    return (PmapDriver if name == "pmap" else MeshDriver)(step, mesh, donate)
+    return (PmapDriver if name == "pmap" else MeshDriver)(step, mesh, donate, rules, logical_axes)

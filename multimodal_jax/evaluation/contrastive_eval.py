@@ -15,6 +15,7 @@ from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_captions
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
+from multimodal_jax.evaluation import linear_probe
 from multimodal_jax.evaluation import retrieval
 from multimodal_jax.evaluation import zeroshot
 
@@ -28,6 +29,12 @@ class Encoders:
         self.image = jax.jit(lambda p, x: apply({"params": p}, x, method=type(model).encode_image))
         self.text = jax.jit(lambda p, t: apply({"params": p}, t, method=type(model).encode_text))
         self.both = jax.jit(lambda p, x, t: _concat(apply({"params": p}, images=x, tokens=t)))
+        self.features = jax.jit(lambda p, x: apply({"params": p}, x, method=_pooled_image))
+
+
+def _pooled_image(model, images):
+    """The image tower's pooled features (before the projection): what a linear probe reads."""
+    return model.image_tower(images)["pooled"]
 
 
 def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
@@ -48,12 +55,14 @@ def evaluate(encoders: Encoders, params, config: ml_collections.ConfigDict, toke
              mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
     """All contrastive metrics, keyed like ``zeroshot/test/top1`` and ``retrieval/test/i2t_r1``."""
     ev, max_len = config.evaluation, config.tokenizer.max_len
-    names, templates = class_names_and_templates(config)
-    text_fn = lambda t: encoders.text(params, device_input.shard_for_mesh(t, mesh))  # noqa: E731
-    class_emb = zeroshot.class_embeddings(
-        lambda t: encode.gather(text_fn(t)), lambda texts: tokenizer.encode(texts, max_len),
-        names, templates, batch_size=ev.batch_size)
     metrics = {}
+    if ev.zeroshot_splits:  # none for an image-text dataset without labels (issue 6)
+        names, templates = class_names_and_templates(config)
+        # Every process holds the same prompt tokens: each feeds its share (multi-host, issue 6).
+        text_fn = lambda t: encoders.text(params, device_input.shard_for_mesh(_own_rows(t), mesh))  # noqa: E731
+        class_emb = zeroshot.class_embeddings(
+            lambda t: encode.gather(text_fn(t)), lambda texts: tokenizer.encode(texts, max_len),
+            names, templates, batch_size=ev.batch_size)
     for split in ev.zeroshot_splits:
         batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size,
                                               filter=tuple(ev.zeroshot_filter) or None)
@@ -66,7 +75,17 @@ def evaluate(encoders: Encoders, params, config: ml_collections.ConfigDict, toke
                 confusion, names, picture_path.replace(".png", f"_zeroshot_{split}.png"),
                 title=f"zero-shot on {split}: true class (rows) vs predicted")
     metrics.update(_retrieval(encoders, params, config, tokenizer, mesh, picture_path))
+    probe = ev.get("linear_probe")  # optional: a linear probe on the frozen image features
+    if probe and (probe.get("methods") or probe.get("shots")):
+        metrics.update(linear_probe.evaluate(encoders.features, params, config.data, probe, mesh))
     return metrics
+
+
+def _own_rows(rows):
+    """This process's equal share of rows that every process holds alike, so that the global
+    batch ``shard_for_mesh`` assembles from all processes is ``rows`` once, not once per process."""
+    n = jax.process_count()
+    return np.asarray(rows).reshape((n, -1) + np.shape(rows)[1:])[jax.process_index()]
 
 
 def _retrieval(encoders, params, config, tokenizer, mesh, picture_path):
