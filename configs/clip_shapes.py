@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 200
     config.checkpoint_every_steps = 200
     config.keep_checkpoints = 3
+    config.on_nonfinite = "skip"  # NaN/inf loss or update: "skip" it (counted) or "stop" (saved)
     config.init_from = ""  # a checkpoint to start from (see README: published weights)
 
     config.data = ml_collections.ConfigDict(dict(

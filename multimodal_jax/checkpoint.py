@@ -2,24 +2,86 @@
 
 The data position needs no saving of its own: the input stream at step ``s`` is a pure
 function of (seed, ``s``) (see ``data/pipeline.py``), so the saved step is the position.
-Restoring walks back from the newest step: a damaged checkpoint (a truncated or missing
-file) is reported and the previous one is used instead; Orbax only ever exposes finished
-saves (it writes into a temporary folder and renames it when complete).
+
+Crash safety: Orbax writes each save into a ``<step>.orbax-checkpoint-tmp-*`` folder and
+renames it when complete, so a process killed mid-save (``kill -9``) leaves only a temporary
+folder, which listings ignore and the next run deletes (``cleanup_tmp_directories``).
+Damage: each save records a fingerprint of its values (a wrapping integer sum of every
+leaf's bits, the same on any device layout) in the step's metadata. Restoring walks back from
+the newest step; one that cannot be read (a truncated or deleted file) or whose values do not
+match their fingerprint is reported, renamed ``<step>.damaged`` (so it is neither retried nor
+in the way of a new save at that step) and the previous one is used.
 """
 
 import logging
 import os
+import time
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
+from jax.experimental import multihost_utils
+
+log = logging.getLogger(__name__)
+FINGERPRINT = "fingerprint"
+
+
+class CheckpointError(RuntimeError):
+    """The workdir holds checkpoints but none of them can be restored."""
 
 
 def _savable(state) -> dict[str, Any]:
     """Every pytree field of a flax struct state (step, params, optimiser states, EMA, ...) as
     a nested dict; static fields such as ``apply_fn`` and ``tx`` are not saved."""
     return serialization.to_state_dict(state)
+
+
+def _leaf_sum(x) -> jax.Array:
+    """The sum, wrapping modulo 2**32, of a leaf's values read as unsigned integers: exact, so
+    independent of how the leaf is sharded or in which order the devices add it up."""
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_ or x.dtype.itemsize == 1:
+        words = x.astype(jnp.uint32)
+    else:
+        words = jax.lax.bitcast_convert_type(x, {2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize])
+    return jnp.sum(words.astype(jnp.uint32), dtype=jnp.uint32)
+
+
+@jax.jit
+def _leaf_sums(tree) -> list[jax.Array]:
+    return [_leaf_sum(x) for x in jax.tree.leaves(tree)]
+
+
+def fingerprint(tree) -> list[int]:
+    """One integer per leaf of ``tree`` (arrays): equal trees give equal lists."""
+    return [int(s) for s in jax.device_get(_leaf_sums(tree))]
+
+
+def _agreed_fingerprint(values, step: int) -> list[int]:
+    """``fingerprint(values)``; on several processes, an error is logged when their copies of
+    replicated arrays differ (the processes diverged: such a save is a mix of both and will
+    not restore)."""
+    prints = fingerprint(values)
+    if jax.process_count() > 1:
+        every = multihost_utils.process_allgather(np.asarray(prints, np.uint32))
+        names = list(_shapes(values))
+        differ = [names[i] for i in np.flatnonzero((every != every[:1]).any(axis=0))]
+        if differ:
+            log.error("Step %d: the processes hold different values of %d arrays (e.g. %s): "
+                      "their copies diverged, and this checkpoint will not restore.",
+                      step, len(differ), differ[0])
+    return prints
+
+
+def _all_agree(ok: bool) -> bool:
+    """``ok`` on every process (each one reads the checkpoint; they must decide alike)."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))
 
 
 class Checkpointer:
@@ -30,7 +92,8 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_handlers=ocp.StandardCheckpointHandler())
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -38,12 +101,34 @@ class Checkpointer:
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
-    def save(self, state, force: bool = False) -> bool:
-        """Starts saving ``state`` (global arrays) at its step; returns whether it saves."""
+    def save(self, state, force: bool = False, metadata: Optional[dict] = None) -> bool:
+        """Starts saving ``state`` (global arrays) at its step, with ``metadata`` (JSON values)
+        and the values' fingerprint; returns whether it saves."""
         step = int(jax.device_get(state.step))
         if step in self.manager.all_steps():
             return False
-        return self.manager.save(step, args=ocp.args.StandardSave(_savable(state)), force=force)
+        values = _savable(state)
+        custom = {**(metadata or {}), FINGERPRINT: _agreed_fingerprint(values, step)}
+        return self.manager.save(step, args=ocp.args.StandardSave(values), force=force,
+                                 custom_metadata=custom)
+
+    def metadata(self, step: int) -> dict:
+        """What ``save(..., metadata=...)`` recorded at ``step`` (and the fingerprint); empty
+        when that record is missing or unreadable."""
+        try:
+            return dict(self.manager.metadata(step).custom_metadata or {})
+        except Exception:  # noqa: BLE001 - a damaged record only loses these extras
+            return {}
+
+    def _restore_verified(self, step: int, abstract) -> dict:
+        """The values saved at ``step``; raises if they cannot be read or do not match."""
+        values = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        expected = self.metadata(step).get(FINGERPRINT)
+        if expected is not None and fingerprint(values) != expected:
+            raise ValueError("its values do not match the fingerprint recorded when it was saved "
+                             "(a file changed since, or the processes that saved it held different "
+                             "copies of its arrays)")
+        return values
 
     def restore(self, template, step: Optional[int] = None):
         """``template`` (a state of global arrays) with values from ``step`` or the newest
@@ -51,20 +136,58 @@ class Checkpointer:
         steps = [step] if step is not None else sorted(self.all_steps(), reverse=True)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(template))
         for candidate in steps:
+            values, error = None, None
             try:
-                values = self.manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
-            except Exception as error:  # noqa: BLE001 - any damage means: try an older one
-                if step is not None:
-                    raise
-                logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); "
-                                "falling back to the previous one.", candidate, self.directory,
-                                type(error).__name__, str(error).splitlines()[0][:300])
-                continue
-            return serialization.from_state_dict(template, values)
+                values = self._restore_verified(candidate, abstract)
+            except Exception as e:  # noqa: BLE001 - any damage means: try an older one
+                error = e
+            if _all_agree(error is None):
+                return serialization.from_state_dict(template, values)
+            self._raise_if_other_model(candidate, abstract)
+            if step is not None:
+                raise CheckpointError(f"The checkpoint at step {step} in {self.directory} cannot "
+                                      f"be restored: {_first_line(error)}") from error
+            log.warning("The checkpoint at step %d in %s is damaged (%s); it is renamed "
+                        "%d.damaged and the previous one is used.", candidate, self.directory,
+                        _first_line(error), candidate)
+            self._set_aside(candidate)
         if steps:
-            raise RuntimeError(f"None of the checkpoints {steps} in {self.directory} can be restored; "
-                               "move the directory away to start over.")
+            raise CheckpointError(
+                f"None of the checkpoints {steps} in {self.directory} can be restored (they are "
+                "now named <step>.damaged). Move the workdir's checkpoints folder away to start "
+                "over, or restore it from a backup.")
         return None
+
+    def _raise_if_other_model(self, step: int, abstract) -> None:
+        """A clear error (and nothing renamed) when ``step`` is readable but was saved from a
+        state of other shapes: a changed config, not damage."""
+        try:
+            saved = _shapes(self.manager.item_metadata(step))
+        except Exception:  # noqa: BLE001 - unreadable metadata: damage, handled by the caller
+            return
+        wanted = _shapes(abstract)
+        differences = [f"{name} is {saved.get(name, 'absent')} there and {wanted.get(name, 'absent')} "
+                       "here" for name in sorted(set(saved) | set(wanted),
+                                                 key=lambda n: (not n.startswith("params"), n))
+                       if saved.get(name) != wanted.get(name)]
+        if differences:
+            more = f" (and {len(differences) - 3} more differences)" if len(differences) > 3 else ""
+            raise CheckpointError(
+                f"The checkpoint at step {step} in {self.directory} holds another model or "
+                f"optimiser than this config builds: {'; '.join(differences[:3])}{more}. Resume "
+                "with the config that wrote it, or train in a new --workdir.")
+
+    def _set_aside(self, step: int) -> None:
+        """Renames a damaged step folder out of Orbax's sight (process 0; the others wait)."""
+        source = os.path.join(self.directory, str(step))
+        if jax.process_index() == 0 and os.path.isdir(source):
+            target = source + ".damaged"
+            if os.path.exists(target):
+                target = f"{target}.{time.strftime('%Y%m%d-%H%M%S')}"
+            os.rename(source, target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
+        self.manager.reload()
 
     def wait(self) -> None:
         """Blocks until a pending async save is complete."""
@@ -72,3 +195,16 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _shapes(tree) -> dict[str, str]:
+    """``{"params/a/kernel": "float32[3, 4]"}`` for a tree of arrays or array metadata."""
+    return {"/".join(str(getattr(k, "key", k)) for k in path):
+            f"{leaf.dtype}[{', '.join(map(str, leaf.shape))}]"
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _first_line(error: Optional[BaseException]) -> str:
+    if error is None:
+        return "another process could not read it"
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"

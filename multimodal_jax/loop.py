@@ -5,6 +5,13 @@ newest checkpoint in the workdir.
 returns the final metrics. The stream, the random keys and the step are all functions of
 (config, seed, step), so a run stopped and resumed ends bitwise-equal to one that never
 stopped.
+
+Reliability, for every task alike: a SIGTERM stops the run after the current step with a
+complete checkpoint (``preemption.py``); the task's step runs inside the non-finite guard
+(``guards.py``), which drops or halts on NaN / inf as ``config.on_nonfinite`` says
+("skip", the default, or "stop"); checkpoints survive ``kill -9`` and damaged ones are set
+aside (``checkpoint.py``). The loop reads the guard only where it syncs anyway: when it logs
+and when it saves.
 """
 
 import json
@@ -19,17 +26,23 @@ import tqdm
 
 from multimodal_jax import checkpoint
 from multimodal_jax import config_checks
+from multimodal_jax import flops
+from multimodal_jax import guards
 from multimodal_jax import metrics_writer
 from multimodal_jax import parallel
+from multimodal_jax import preemption
+from multimodal_jax import prerequisites
 from multimodal_jax import tasks
 from multimodal_jax.data import device_input
 
 log = logging.getLogger(__name__)
+SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far
 
 
-def _restore_or_init(task, ckpt: checkpoint.Checkpointer, mesh, seed: int):
-    """The newest restorable state in the workdir, else a fresh one (global arrays)."""
-    state = jax.device_put(task.create_state(jax.random.key(seed)), parallel.replicated(mesh))
+def _restore_or_init(task, ckpt: checkpoint.Checkpointer, mesh, seed: int, layout=None):
+    """The newest restorable state in the workdir, else a fresh one (global arrays, laid out
+    as ``layout`` says: restoring onto another mesh or device count reshards)."""
+    state = parallel.init_state(task.create_state, jax.random.key(seed), mesh, **(layout or {}))
     restored = ckpt.restore(state)
     if restored is not None:
         log.info("Resuming from step %d in %s.", int(restored.step), ckpt.directory)
@@ -37,63 +50,112 @@ def _restore_or_init(task, ckpt: checkpoint.Checkpointer, mesh, seed: int):
     return state
 
 
-def _log_train(writer, step, metrics, started, first_step, bar):
-    """Writes the train metrics with steps/s since the loop (re)started."""
+def _log_train(writer, step, metrics, guard, started, first_step, bar, meter=None):
+    """Writes the train metrics with steps/s since the loop (re)started, and the step time,
+    TFLOP/s per device and MFU since the last log (``flops.Throughput``)."""
     values = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+    values.update({f"train/{k}": v for k, v in (meter(step) if meter else {}).items()})
+    values[f"train/{SKIPPED}"] = float(guard["skipped"])
     values["train/steps_per_s"] = (step - first_step) / max(time.time() - started, 1e-9)
     writer.scalars(step, values)
     bar.set_postfix(loss=f"{values['train/loss']:.3f}")
     return values
 
 
+def _checked_guard(driver, dstate, metrics, monitor, ckpt) -> dict:
+    """The guard's values (a host sync); a run the guard halted saves its last good state
+    and raises ``NonFiniteError`` here."""
+    guard = jax.device_get(driver.get_state(dstate[1]))
+    error = monitor.check(guard, guards.checked_names(metrics), ckpt.directory)
+    if error is not None:
+        _save(ckpt, driver, dstate, guard)
+        ckpt.wait()
+        raise error
+    return guard
+
+
+def _save(ckpt, driver, dstate, guard) -> None:
+    """Starts an async save of the task state (the guard's count goes in its metadata)."""
+    ckpt.save(driver.get_state(dstate[0]), metadata={SKIPPED: int(guard["skipped"])})
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_at_step: int | None = None) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final
     metrics (evaluation and last train metrics). ``stop_at_step`` ends the run early with a
-    checkpoint, as a preemption would; rerunning continues it."""
+    checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
     config_checks.validate(config, workdir)
     os.makedirs(workdir, exist_ok=True)
+    stopped = prerequisites.ensure(config, workdir, train_and_evaluate)  # config.prerequisites
+    if stopped is not None:  # a prerequisite run was preempted: stop here too, rerun resumes
+        return stopped
+    with preemption.PreemptionWatcher() as watcher:
+        return _train(config, workdir, stop_at_step, watcher)
+
+
+def _train(config, workdir, stop_at_step, watcher) -> dict:
     setup_started = time.time()
     task = tasks.get_task(config.task)(config, workdir)
     log.info("Data and tokenizer ready in %.1f s.", time.time() - setup_started)
-    mesh = parallel.data_mesh()
+    mesh = parallel.mesh_from_config(config.parallel)  # "data" (and "fsdp") axes
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    state = _restore_or_init(task, ckpt, mesh, config.seed)
+    try:
+        return _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt)
+    finally:
+        ckpt.close()  # waits for a pending async save
+
+
+def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
+    layout = parallel.layout(config.parallel)  # FSDP sharding rules, if any
+    state = _restore_or_init(task, ckpt, mesh, config.seed, layout)
     start = int(jax.device_get(state.step))
-    driver = parallel.make_driver(config.parallel.driver, task.train_step(), mesh)
-    dstate = driver.put_state(state)
+    mode = config.get("on_nonfinite", "skip")
+    skipped = ckpt.metadata(start).get(SKIPPED, 0) if start else 0
+    monitor = guards.Monitor(mode, skipped)
+    driver = parallel.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode), mesh,
+                                  **layout)
+    meter = flops.meter_for(getattr(task, "model", None), config, jax.device_count(), start)
+    dstate = driver.put_state((state, guards.init(skipped)))
     del state
     writer = metrics_writer.MetricsWriter(workdir)
     root_key = jax.random.key(config.seed)
     batches = device_input.prefetch(task.train_batches(start), driver.put_batch)
     bar = tqdm.tqdm(total=config.total_steps, initial=start, desc="train", unit="step",
                     disable=not sys.stderr.isatty() or jax.process_index() != 0)
-    started, final = time.time(), {}
+    started, final, preempted = time.time(), {}, False
     for step in range(start + 1, config.total_steps + 1):
         dstate, metrics = driver.step(dstate, next(batches), root_key)
         bar.update(1)
         last = step == config.total_steps
-        stopping = step == stop_at_step
+        preempted = watcher.should_stop(step)
+        stopping = preempted or step == stop_at_step
+        saving = step % config.checkpoint_every_steps == 0 or last or stopping
+        if step % config.log_every_steps == 0 or last or saving:
+            guard = _checked_guard(driver, dstate, metrics, monitor, ckpt)
         if step % config.log_every_steps == 0 or last:
-            final.update(_log_train(writer, step, metrics, started, start, bar))
-        if step % config.checkpoint_every_steps == 0 or last or stopping:
-            ckpt.save(driver.get_state(dstate))
+            final.update(_log_train(writer, step, metrics, guard, started, start, bar, meter))
+        if saving:
+            _save(ckpt, driver, dstate, guard)
         if stopping:
             break
         if step % config.eval_every_steps == 0 or last:
-            final.update(_evaluate(task, driver.get_state(dstate), mesh, writer, workdir, step, last))
+            final.update(_evaluate(task, driver.get_state(dstate[0]), mesh, writer, workdir, step, last))
     bar.close()
     ckpt.wait()
-    ckpt.close()
+    state = driver.get_state(dstate[0])
+    if preempted:
+        log.warning("Preempted: stopped at step %d with a complete checkpoint; rerun the same "
+                    "command to resume.", int(jax.device_get(state.step)))
+        final["preempted"] = True
     if start >= config.total_steps:  # nothing left to train: evaluate what is there
-        state = driver.get_state(dstate)
         final.update(_evaluate(task, state, mesh, writer, workdir, start, True))
-    return {"step": int(jax.device_get(driver.get_state(dstate).step)), **final}
+    return {"step": int(jax.device_get(state.step)), **final}
 
 
 def _evaluate(task, state, mesh, writer, workdir, step, final: bool) -> dict:
     """Runs the task's evaluation, logs it, and at the end writes its picture."""
-    picture = os.path.join(workdir, "pictures", f"{task.name}_step{step}.png") if final else None
+    every = getattr(task, "pictures_every_eval", False)  # e.g. a GAN's sample grid
+    picture = os.path.join(workdir, "pictures", f"{task.name}_step{step}.png") if final or every else None
     if picture:
         os.makedirs(os.path.dirname(picture), exist_ok=True)
     started = time.time()

@@ -1,15 +1,29 @@
-"""What the command-line entry points share: process setup, clear exits, the metrics line."""
+"""What the command-line entry points share: process setup, flag parsing and clear exits, the
+metrics line.
+
+Exit codes: 0 done (or stopped by a preemption notice, with a checkpoint to resume from);
+2 bad command line, config or input file (one paragraph on stderr, no traceback); 3 the run
+met a non-finite value with ``on_nonfinite='stop'`` (its last good state is checkpointed);
+1 no restorable checkpoint, or anything unexpected (with its traceback).
+"""
 
 import json
 import logging
+import os
 import sys
-from typing import Callable
+import traceback
+from typing import Callable, Sequence
 
 import numpy as np
+from absl import flags
 from absl import logging as absl_logging
 
+from multimodal_jax.checkpoint import CheckpointError
 from multimodal_jax.config_checks import ConfigError
 from multimodal_jax.data import pipeline
+from multimodal_jax.guards import NonFiniteError
+
+BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
 
 
 def setup_process() -> None:
@@ -20,13 +34,99 @@ def setup_process() -> None:
     pipeline.hide_accelerators_from_tf()
 
 
+def fail(message: str, code: int = BAD_INPUT) -> None:
+    """Ends the process with ``error: message`` (one paragraph) on stderr."""
+    print("error: " + " ".join(message.split()), file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """absl's flag parsing (pass it to ``app.run(main, flags_parser=...)``), and the config file
+    loaded right away, with one-paragraph errors and exit code 2 instead of absl's usage dump
+    or a traceback."""
+    try:
+        rest = flags.FLAGS(argv)
+        for flag in _config_flags():
+            _ = flag.value.keys  # a config that failed to load raises its error on any access
+        return rest
+    except flags.Error as error:
+        fail(f"{str(error).rstrip('.')}. Run with --helpfull to list the flags.")
+    except Exception as error:  # noqa: BLE001 - loading a user's config file or an override
+        fail(_describe_config_error(error, argv))
+    return []
+
+
+def _config_flags() -> list:
+    """The config-file flags given on the command line (``--config``)."""
+    return [flags.FLAGS[name] for name in flags.FLAGS
+            if type(flags.FLAGS[name]).__name__ == "_ConfigFlag" and flags.FLAGS[name].present]
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    """The ``--config`` file named on the command line (the last one given)."""
+    paths = [a.split("=", 1)[1] if a.startswith("--config=") else argv[i + 1]
+             for i, a in enumerate(argv)
+             if a.startswith("--config=") or (a == "--config" and i + 1 < len(argv))]
+    return paths[-1] if paths else None
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The original error under config_flags' re-raises (``from``, or wrapped as an argument)."""
+    while True:
+        if error.args and isinstance(error.args[0], BaseException):
+            error = error.args[0]
+        elif error.__cause__ is not None:
+            error = error.__cause__
+        else:
+            return error
+
+
+def _describe_config_error(error: BaseException, argv: Sequence[str]) -> str:
+    """A ``--config.FIELD=`` override of no field, a missing config file, or one that fails."""
+    inner = _innermost(error)
+    text = inner.args[0] if inner.args and isinstance(inner.args[0], str) else str(inner)
+    if isinstance(inner, KeyError):  # config_flags: "'field'\nDid you mean ...?"
+        field, _, hint = text.partition("\n")
+        field = field.strip("'\"")
+        overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+        override = next((o for o in overrides if o.split(".")[-1] == field), f"--config...{field}")
+        return (f"{override}: the config has no field {field!r}. {hint} Overrides can only set "
+                "fields that the config file defines.")
+    path = _config_path(argv)
+    if path and not os.path.exists(path.split(":")[0]):
+        return f"The config file --config={path} does not exist."
+    if isinstance(inner, AttributeError) and "get_config" in text:
+        return (f"The config file {_config_path(argv) or ''} defines no get_config() function "
+                "returning the config.")
+    where = _config_file_line(inner)
+    if where:
+        return f"The config file {where[0]} failed at line {where[1]}: {type(inner).__name__}: {text}"
+    return f"The config could not be loaded: {type(inner).__name__}: {text}"
+
+
+def _config_file_line(error: BaseException):
+    """(file, line) of the deepest traceback frame (or syntax error) in a user's config file."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return error.filename, error.lineno
+    library = (os.path.sep + "ml_collections" + os.path.sep, os.path.sep + "absl" + os.path.sep)
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not any(part in f.filename for part in library) and not f.filename.startswith("<")
+              and f.filename != __file__]
+    return (frames[-1].filename, frames[-1].lineno) if frames else None
+
+
 def run_or_exit(fn: Callable):
-    """Runs ``fn``; a bad config or input ends the process with its message and code 2."""
+    """Runs ``fn``; a bad config or input ends the process with its message and code 2, a
+    halted non-finite run with 3, an unrestorable workdir with 1; none prints a traceback."""
     try:
         return fn()
     except (ConfigError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(error), BAD_INPUT)
+    except NonFiniteError as error:
+        fail(str(error), NON_FINITE)
+    except CheckpointError as error:
+        fail(str(error), FAILED)
+    return None
 
 
 def print_metrics(metrics: dict) -> None:

@@ -138,7 +138,7 @@ def _read(builder, split: str, cfg) -> tf.data.Dataset:
     try:
         return builder.as_dataset(
             split=split, shuffle_files=False, decoders=decoders,
-            read_config=tfds.ReadConfig(add_tfds_id=False, skip_prefetch=True),
+            read_config=tfds.ReadConfig(add_tfds_id=False, skip_prefetch=True, try_autocache=False),
         )
     except AssertionError as e:
         if "could not find data" in str(e):
@@ -257,14 +257,14 @@ def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
     label_key, text_key = _get(cfg, "label_key"), _get(cfg, "text_key")
     if label_key:
         out["label"] = tf.cast(_lookup_path(ex, label_key), tf.int32)
-    if label_key and _get(cfg, "extra_label_keys"):  # multi-label: [1 + K] class ids, -1 = none
-        out["label"] = tf.stack([out["label"]] + [
-            tf.cast(_lookup_path(ex, k), tf.int32) for k in _get(cfg, "extra_label_keys")])
     if text_key:
         text = _lookup_path(ex, text_key)
         out["text"] = _pick(tf.reshape(text, [-1]), seed, index, random) if text.shape.rank else text
     elif table is not None:
         out["text"] = _pick(table[:, out["label"]], seed, index, random)
+    if label_key and _get(cfg, "extra_label_keys"):  # multi-label: [1 + K] class ids, -1 = none
+        out["label"] = tf.stack([out["label"]] + [
+            tf.cast(_lookup_path(ex, k), tf.int32) for k in _get(cfg, "extra_label_keys")])
     return out
 
 

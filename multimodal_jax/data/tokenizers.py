@@ -202,8 +202,9 @@ def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
     parent = os.path.dirname(path)
     if parent:
         tf.io.gfile.makedirs(parent)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(model.getvalue())
+    with tf.io.gfile.GFile(path + ".tmp", "wb") as f:  # then renamed: a killed process
+        f.write(model.getvalue())                      # never leaves a half-written model
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
     return SentencePieceTokenizer(path, max_len=max_len)
 
 
