@@ -15,6 +15,8 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from multimodal_jax import accumulate
+from multimodal_jax import init_from
 from multimodal_jax import losses
 from multimodal_jax import optim
 from multimodal_jax.data import pipeline
@@ -38,13 +40,22 @@ def build_model(config: ml_collections.ConfigDict, tokenizer):
                                    tokenizer.pad_id, tokenizer.eos_id)
 
 
-def create_state(config: ml_collections.ConfigDict, model, rng) -> TrainState:
-    """Initialises params (on the host's default device) and the optimiser."""
+LOCKED_IMAGE_PARAMS = (("image_tower",), ("img_proj",))  # LiT: what lock_image_tower freezes
+
+
+def create_state(config: ml_collections.ConfigDict, model, rng, pretrained: bool = True) -> TrainState:
+    """Initialises params (on the host's default device) and the optimiser. ``init_from``
+    loads a pretrained image tower (unless ``pretrained=False``); ``lock_image_tower`` (LiT)
+    then trains only the text side."""
     size = config.data.image_size
     images = jnp.zeros((1, size, size, 3), jnp.float32)
     tokens = jnp.zeros((1, config.tokenizer.max_len), jnp.int32)
     params = jax.jit(functools.partial(model.init, images=images, tokens=tokens))(rng)["params"]
+    if pretrained and config.get("init_from"):
+        params = init_from.load_into(params, config.init_from, keep_fresh=(), at=("image_tower",))
     tx = optim.make_optimizer(config.optim, config.total_steps)
+    if config.get("lock_image_tower", False):
+        tx = optim.freeze(tx, optim.trainable_mask(params, LOCKED_IMAGE_PARAMS))
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
@@ -57,21 +68,38 @@ def contrastive_loss(out: dict[str, Any], loss: str):
                                            out["logit_scale"], AXIS)
 
 
-def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax"):
-    """One AdamW step on the global batch; returns ``(state, metrics)``, metrics replicated."""
+# --- scale-out (issue 6): chunked sigmoid loss and micro-batch accumulation -----------------
+def loss_and_accuracy(out: dict[str, Any], loss: str, chunk_size: int = 0):
+    """This device's share of the loss and its rows' in-batch accuracy. ``chunk_size > 0``
+    (sigmoid only) uses the chunked loss, which never builds the ``[b, G]`` logits."""
+    if chunk_size:
+        share, best = losses.chunked_sigmoid_contrastive_loss(
+            out["image_embedding"], out["text_embedding"], out["logit_scale"], out["logit_bias"],
+            AXIS, chunk_size)
+        rows = jax.lax.axis_index(AXIS) * best.shape[0] + jnp.arange(best.shape[0])
+        return share, jnp.mean(best == rows)
+    share, logits = contrastive_loss(out, loss)
+    return share, losses.in_batch_accuracy(logits, AXIS)
+
+
+def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax", chunk_size: int = 0,
+               accum_steps: int = 1):
+    """One AdamW step on the global batch; returns ``(state, metrics)``, metrics replicated.
+    With ``accum_steps > 1`` the gradient is the mean over micro-batches, each its own
+    contrastive problem (its negatives: the micro-batch; see ``accumulate.py``)."""
     del rng  # the contrastive forward pass is deterministic (no dropout, no augmentation here)
 
-    def loss_fn(params):
+    def loss_fn(params, batch):
         out = state.apply_fn({"params": params}, images=batch["image"], tokens=batch["tokens"])
-        share, logits = contrastive_loss(out, loss)
-        return share, (logits, out["logit_scale"])
+        share, accuracy = loss_and_accuracy(out, loss, chunk_size)
+        return share, (accuracy, out["logit_scale"])
 
-    (share, (logits, scale)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        as_varying(state.params))
+    (share, (accuracy, scale)), grads = accumulate.value_and_grad(
+        loss_fn, as_varying(state.params), batch, accum_steps)
     grads = jax.lax.psum(grads, AXIS)
     metrics = {
         "loss": jax.lax.psum(share, AXIS),
-        "batch_accuracy": jax.lax.pmean(losses.in_batch_accuracy(logits, AXIS), AXIS),
+        "batch_accuracy": jax.lax.pmean(accuracy, AXIS),
         "logit_scale": jax.lax.pmean(scale, AXIS),
         "grad_norm": optax.tree.norm(grads),
     }
@@ -79,8 +107,15 @@ def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax"):
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-    """``train_step`` with the config's static choices bound."""
-    return functools.partial(train_step, loss=config.loss)
+    """``train_step`` with the config's static choices bound (``loss_chunk_size`` and
+    ``accum_steps`` are optional fields, default off)."""
+    chunk_size = config.get("loss_chunk_size", 0)
+    if chunk_size and config.loss != "sigmoid":
+        raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' (the "
+                         "chunked loss is SigLIP's); set it to 0 for the softmax loss.")
+    return functools.partial(train_step, loss=config.loss, chunk_size=chunk_size,
+                             accum_steps=config.get("accum_steps", 1))
+# --- end scale-out ----------------------------------------------------------------------------
 
 
 class ContrastiveTask:
@@ -94,9 +129,10 @@ class ContrastiveTask:
         self.tokenizer = vocab.ensure_tokenizer(config, workdir)
         self.model = build_model(config, self.tokenizer)
         self.encoders = contrastive_eval.Encoders(self.model)
+        self.pretrained = not init_from.has_checkpoint(workdir)  # else restored from workdir
 
     def create_state(self, rng) -> TrainState:
-        return create_state(self.config, self.model, rng)
+        return create_state(self.config, self.model, rng, self.pretrained)
 
     def train_step(self):
         return make_train_step(self.config)
