@@ -1,0 +1,99 @@
+"""Text-to-image GAN on the built-in captioned-shapes dataset (32 px), trainable on a CPU.
+
+Run (from nothing: the runs it reads are trained first into sub-folders of the workdir):
+  python -m train --config configs/gan_shapes.py --workdir workdirs/gan_shapes
+Evaluate the latest checkpoint (one JSON line: gan/fd_clip, gan/kid_clip, gan/clip_score,
+gan/attr_acc_color, gan/attr_acc_shape, ... and the untrained generator's gan/untrained/...):
+  python -m train.evaluate --config configs/gan_shapes.py --workdir workdirs/gan_shapes
+
+Prerequisites (``config.prerequisites``; give ``--config.prerequisites.NAME.workdir=DIR`` to use
+an existing run instead of training one into ``WORKDIR/NAME``):
+  clip          configs/clip_shapes.py: its frozen text tower embeds the captions G and D are
+                conditioned on, its image tower gives G the CLIP-alignment loss.
+  eval_encoder  a second CLIP (another seed, a smaller image tower, fewer steps) that never
+                trains the GAN: the feature space of fd_clip / kid_clip / precision / recall
+                and the CLIP score.
+  classifier    configs/vit_shapes.py (fewer steps): trained on real images, it tells the shape
+                and colour of each generated image (attribute accuracy).
+
+The GAN: G (mapping network, 3 residual up-blocks with caption-modulated group norm) and a
+projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment, lazy R1,
+DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
+object 1; ``--config.data.train_filter=None`` trains on all).
+Measured on a 2-core CPU: see README (GAN section) for the table and its command.
+"""
+
+import ml_collections
+
+from configs import clip_shapes
+from configs import vit_shapes
+
+
+def prerequisite_configs() -> ml_collections.ConfigDict:
+    """The runs the GAN reads, each trained into WORKDIR/<name> unless its workdir is given."""
+    clip = clip_shapes.get_config()
+    eval_encoder = clip_shapes.get_config()  # another seed, a smaller image tower
+    eval_encoder.seed = 1
+    eval_encoder.total_steps = 300
+    eval_encoder.eval_every_steps = eval_encoder.checkpoint_every_steps = 300
+    eval_encoder.model.image.depth = 3
+    classifier = vit_shapes.get_config()
+    classifier.total_steps = 400
+    classifier.eval_every_steps = classifier.checkpoint_every_steps = 200
+    return ml_collections.ConfigDict(dict(
+        clip=dict(workdir="", config=clip),
+        eval_encoder=dict(workdir="", config=eval_encoder),
+        classifier=dict(workdir="", config=classifier)))
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.task = "adversarial"
+    config.seed = 0
+    config.total_steps = 2000
+    config.batch_size = 64  # global, over all devices and processes
+    config.log_every_steps = 100
+    config.eval_every_steps = 500
+    config.checkpoint_every_steps = 500
+    config.keep_checkpoints = 2
+
+    config.prerequisites = prerequisite_configs()
+    # What G and D are conditioned on: "text" (caption embeddings of `encoder`, a prerequisite
+    # name or "hf_clip:DIR") or "class" (config.data.label_key ids, num_classes of them).
+    config.condition = ml_collections.ConfigDict(dict(kind="text", encoder="clip", num_classes=0))
+
+    config.data = ml_collections.ConfigDict(dict(
+        name="captioned_shapes/32px", data_dir="", train_split="train", image_key="image",
+        text_key="caption", label_key="label", image_size=32, mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False, train_filter=("num_objects", 1)))
+
+    config.model = ml_collections.ConfigDict(dict(
+        dtype="float32",
+        generator=dict(widths=(128, 64, 32, 16), style_dim=128, mapping_depth=2, cond_dim=128,
+                       groups=8),
+        discriminator=dict(widths=(16, 32, 64), spectral_norm=True)))
+
+    config.gan = ml_collections.ConfigDict(dict(
+        loss="hinge",  # or "non_saturating"
+        z_dim=64,
+        matching_weight=1.0,  # real image + another example's caption counts as fake
+        align_weight=1.0,  # G: cosine distance of CLIP(image) and CLIP(caption); 0 = off
+        r1_gamma=0.1, r1_interval=16,  # lazy R1 on real images
+        # DiffAugment: translation only here (35k images are plenty; colour jitter blurs the
+        # colour words, cutout can hide the object); ("color", "translation", "cutout") for
+        # small datasets, () = off.
+        augment=("translation",),
+        ema_half_life_images=10_000.0, ema_rampup=0.05))
+
+    adam = dict(lr=2e-4, b1=0.0, b2=0.99, eps=1e-8, grad_clip_norm=0.0)
+    config.optim = ml_collections.ConfigDict(dict(g=dict(adam), d=dict(adam)))
+
+    config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
+
+    config.evaluation = ml_collections.ConfigDict(dict(
+        encoder="eval_encoder",  # a prerequisite name or "hf_clip:DIR"; never the GAN's own
+        classifier="classifier",  # a classification prerequisite; "" = no attribute accuracy
+        split="test", filter=("num_objects", 1), num_examples=0,  # 0 = the whole split
+        batch_size=256, seed=0, kid_subsets=50, kid_subset_size=500, pr_k=3,
+        untrained_baseline=True, grid_size=24, grid_columns=8))
+    return config

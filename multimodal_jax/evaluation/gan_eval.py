@@ -1,0 +1,144 @@
+"""Evaluates a conditional generator: one image per example of an evaluation split (from its
+caption or class, with fixed noise), judged in the feature space of a contrastive encoder
+that did not train the GAN, and by a classifier trained on real images.
+
+Metrics (``gan/...``): ``fd_clip``, ``kid_clip`` (and ``kid_clip_std``), ``precision_clip`` /
+``recall_clip`` (real vs generated image embeddings), ``clip_score`` (cosine of a generated
+image and its caption), ``attr_acc_label`` and, on the built-in dataset, ``attr_acc_shape`` /
+``attr_acc_color``. ``gan/real/...`` gives the same caption and attribute scores for the real
+images (the ceiling), ``gan/untrained/...`` those of the untrained generator (the floor).
+A PNG grid of samples with their captions goes to ``picture_path``.
+"""
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from multimodal_jax import frozen_clip
+from multimodal_jax import parallel
+from multimodal_jax.data import pipeline
+from multimodal_jax.evaluation import attributes
+from multimodal_jax.evaluation import encode
+from multimodal_jax.evaluation import figures
+from multimodal_jax.evaluation import generative
+from multimodal_jax.evaluation import sample_grid
+
+
+class Evaluator:
+    """Loads the judges once (encoder, classifier) and evaluates generator params."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup, frozen: dict,
+                 cond_tokenizer, initial_params: Callable[[], dict]):
+        self.config, self.setup, self.cond_tokenizer = config, setup, cond_tokenizer
+        ev = config.evaluation
+        self.encoder, encoder_params, self.tokenizer = frozen_clip.load_named(config, workdir, ev.encoder)
+        self.host_params = jax.device_get({"enc": encoder_params, **frozen})  # numpy copies
+        self.classifier = None
+        if ev.get("classifier"):
+            self.classifier, self.host_params["cls"] = attributes.load(config, workdir, ev.classifier)
+        self.split_attributes = config.data.name.split("/")[0] == pipeline.BUILTIN
+        self.initial_params = initial_params
+        self._columns = jax.jit(self._example_columns)
+        self._generate = jax.jit(self._images)
+        self._placed, self._baseline, self._first = None, None, None
+
+    # --------------------------------------------------------------- jitted pieces
+
+    def _images(self, bundle, z, cond_in):
+        cond = cond_in if self.setup.clip is None else self.setup.clip.encode_text(bundle["clip"], cond_in)
+        return self.setup.generator.apply({"params": bundle["g"]}, z, cond)
+
+    def _example_columns(self, bundle, image, z, cond_in, tokens):
+        """Per example: real, generated and caption embeddings, then the classifier's
+        predictions for the generated and the real image."""
+        fake = self._images(bundle, z, cond_in)
+        norm = self.setup.data_norm
+        columns = [self.encoder.encode_image(bundle["enc"], image, *norm),
+                   self.encoder.encode_image(bundle["enc"], fake, *norm),
+                   self.encoder.encode_text(bundle["enc"], tokens)]
+        if self.classifier is not None:
+            columns += [self.classifier.predict(bundle["cls"], x, *norm)[:, None].astype(jnp.float32)
+                        for x in (fake, image)]
+        return jnp.concatenate(columns, axis=1)
+
+    # --------------------------------------------------------------- data
+
+    def _batches(self):
+        """Evaluation batches with fixed noise ``z`` and the generator's condition ``cond``."""
+        ev, data = self.config.evaluation, self.config.data
+        where = dict(filter=tuple(ev.get("filter") or ()) or None)
+        batches = pipeline.make_eval_iterator(data, ev.split, self.tokenizer, ev.batch_size, **where)
+        conds = (pipeline.make_eval_iterator(data, ev.split, self.cond_tokenizer, ev.batch_size, **where)
+                 if self.setup.clip is not None else None)
+        for i, batch in enumerate(batches):
+            if ev.num_examples and i * ev.batch_size >= ev.num_examples:
+                return
+            rng = np.random.default_rng([ev.seed, jax.process_index(), i])
+            labels = batch.get("label", np.zeros(len(batch["image"]), np.int32))  # none: COCO
+            out = {"image": batch["image"], "tokens": batch["tokens"], "label": labels,
+                   "mask": batch["mask"],
+                   "z": rng.standard_normal((len(batch["image"]), self.setup.z_dim)).astype(np.float32),
+                   "cond": next(conds)["tokens"] if conds is not None else labels}
+            if self._first is None:
+                self._first = out
+            yield out
+
+    def _bundle(self, mesh: Mesh, g_params) -> dict:
+        """The judges' params replicated on ``mesh`` (placed once), with ``g_params``."""
+        if self._placed is None or self._placed[0] is not mesh:
+            self._placed = (mesh, jax.device_put(self.host_params, parallel.replicated(mesh)))
+        return {"g": g_params, **self._placed[1]}
+
+    # --------------------------------------------------------------- metrics
+
+    def _metrics(self, bundle, mesh: Mesh, prefix: str, with_real: bool) -> dict[str, float]:
+        ev = self.config.evaluation
+        result = encode.map_dataset(self._columns, bundle, self._batches(), mesh,
+                                    ("image", "z", "cond", "tokens"), ("label",))
+        out, labels = result["out"], result["label"]
+        if ev.num_examples:
+            out, labels = out[:ev.num_examples], labels[:ev.num_examples]
+        dim = self.encoder.embed_dim
+        real, fake, text = out[:, :dim], out[:, dim:2 * dim], out[:, 2 * dim:3 * dim]
+        kid, kid_std = generative.kid(real, fake, ev.kid_subsets, ev.kid_subset_size, ev.seed)
+        precision, recall = generative.precision_recall(real, fake, ev.pr_k)
+        metrics = {"fd_clip": generative.frechet_distance(real, fake), "kid_clip": kid,
+                   "kid_clip_std": kid_std, "precision_clip": precision, "recall_clip": recall,
+                   "clip_score": generative.clip_score(fake, text), "examples": float(len(out))}
+        if with_real:
+            metrics["real/clip_score"] = generative.clip_score(real, text)
+        if self.classifier is not None:
+            predicted = out[:, 3 * dim:].astype(np.int64)
+            for name, value in attributes.attribute_accuracy(predicted[:, 0], labels,
+                                                             self.split_attributes).items():
+                metrics[f"attr_acc_{name}"] = value
+            if with_real:
+                for name, value in attributes.attribute_accuracy(predicted[:, 1], labels,
+                                                                 self.split_attributes).items():
+                    metrics[f"real/attr_acc_{name}"] = value
+        return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+    def evaluate(self, params: dict, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
+        """All ``gan/...`` metrics of ``params["g_ema"]``; the untrained baseline once per run."""
+        metrics = self._metrics(self._bundle(mesh, params["g_ema"]), mesh, "gan", with_real=True)
+        if self.config.evaluation.untrained_baseline:
+            if self._baseline is None:
+                initial = jax.device_put(self.initial_params()["g_ema"], parallel.replicated(mesh))
+                self._baseline = self._metrics(self._bundle(mesh, initial), mesh, "gan/untrained",
+                                               with_real=False)
+            metrics.update(self._baseline)
+        if picture_path and jax.process_index() == 0:
+            self.write_grid(self._bundle(mesh, params["g_ema"]), picture_path)
+        return metrics
+
+    def write_grid(self, bundle, path: str) -> None:
+        """The first ``grid_size`` evaluation examples' generated images, captioned."""
+        n = min(self.config.evaluation.grid_size, int(self._first["mask"].sum()))
+        images = encode.gather(self._generate(bundle, self._first["z"][:n], self._first["cond"][:n]))
+        captions = [self.tokenizer.decode(t) for t in self._first["tokens"][:n]]
+        pixels = figures.to_uint8(images, *self.setup.data_norm)
+        sample_grid.write(pixels, captions, path, columns=self.config.evaluation.grid_columns)

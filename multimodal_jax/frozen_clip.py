@@ -1,0 +1,96 @@
+"""Frozen contrastive models that other tasks read (a GAN's caption embeddings, its judge):
+ours (a contrastive run's workdir and the config it was trained with) or a published CLIP
+(``hf_clip:DIR``), each with its tokenizer and the image format it expects, so that images
+in another normalisation or size can be fed to it."""
+
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from multimodal_jax import init_from
+from multimodal_jax import prerequisites
+from multimodal_jax.data import pipeline
+from multimodal_jax.data import vocab
+from multimodal_jax.models import factory
+from multimodal_jax.models.two_tower import TwoTower
+
+KINDS = ("workdir", "hf_clip")
+
+
+def to_model_input(images, mean, std, model_mean, model_std, size: int):
+    """NHWC images normalised with ``(mean, std)`` -> ``(model_mean, model_std)`` at ``size`` px
+    (bilinear resize), for a frozen model trained on another input format."""
+    if (tuple(mean), tuple(std)) != (tuple(model_mean), tuple(model_std)):
+        pixels = images * jnp.asarray(std) + jnp.asarray(mean)
+        images = (pixels - jnp.asarray(model_mean)) / jnp.asarray(model_std)
+    if images.shape[1:3] != (size, size):
+        images = jax.image.resize(images, images.shape[:1] + (size, size, images.shape[-1]),
+                                  "bilinear")
+    return images
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenClip:
+    """A two-tower model and its image format; pure, jit-able encoders (params passed in)."""
+
+    model: TwoTower
+    image_size: int
+    mean: tuple
+    std: tuple
+
+    def images_in(self, images, mean, std):
+        """Images normalised with ``(mean, std)`` -> this model's normalisation and size."""
+        return to_model_input(images, mean, std, self.mean, self.std, self.image_size)
+
+    def encode_image(self, params, images, mean, std):
+        """L2-normalised image embeddings of images in the ``(mean, std)`` normalisation."""
+        return self.model.apply({"params": params}, self.images_in(images, mean, std),
+                                method=TwoTower.encode_image)
+
+    def encode_text(self, params, tokens):
+        """L2-normalised text embeddings of this model's tokens."""
+        return self.model.apply({"params": params}, tokens, method=TwoTower.encode_text)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.embed_dim
+
+
+def load(spec: str, config: Optional[ml_collections.ConfigDict] = None):
+    """``(FrozenClip, params, tokenizer)`` for ``spec``: ``workdir:DIR`` (or a bare path) with
+    ``config`` the contrastive config that trained it, or ``hf_clip:DIR``."""
+    kind, path = init_from.parse(spec)
+    if kind == "workdir":
+        if config is None:
+            raise ValueError(f"Reading the contrastive run {path!r} needs the config it was "
+                             "trained with (to build its model and tokenizer).")
+        tokenizer = vocab.ensure_tokenizer(config, path)
+        model = factory.build_two_tower(config.model, config.loss, tokenizer.vocab_size,
+                                        tokenizer.pad_id, tokenizer.eos_id)
+        mean = tuple(config.data.get("mean") or pipeline.CLIP_MEAN)
+        std = tuple(config.data.get("std") or pipeline.CLIP_STD)
+        return (FrozenClip(model, int(config.data.image_size), mean, std),
+                init_from.restore_params(path), tokenizer)
+    if kind == "hf_clip":
+        from multimodal_jax import convert  # noqa: PLC0415 - only for published weights
+        from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415
+        model, variables = convert.load_hf_clip(path)
+        size = convert.read_json(os.path.join(path, "config.json"))["vision_config"]["image_size"]
+        tokenizer = ClipBpeTokenizer(path, max_len=77)
+        return (FrozenClip(model, int(size), tuple(pipeline.CLIP_MEAN), tuple(pipeline.CLIP_STD)),
+                variables["params"], tokenizer)
+    raise ValueError(f"A frozen contrastive model is read from one of {KINDS} ('KIND:PATH'), "
+                     f"not {kind!r} ({spec!r}).")
+
+
+def load_named(config: ml_collections.ConfigDict, workdir: str, source: str):
+    """``load`` of ``source``: the name of one of ``config.prerequisites`` (its run, read with
+    its config), or a spec such as ``hf_clip:DIR``."""
+    if source in prerequisites.names(config):
+        return load(prerequisites.spec_of(config, workdir, source),
+                    config.prerequisites[source].config)
+    return load(source)

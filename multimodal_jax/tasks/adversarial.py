@@ -1,0 +1,343 @@
+"""The adversarial task: a conditional GAN, text-to-image (captions embedded by a frozen
+contrastive text tower) or class-conditional; state creation and the pure train step.
+
+State: ``params = {"g", "d", "g_ema"}`` (the EMA generator sits in ``params`` because the
+loop evaluates ``state.params``), D's spectral-norm vectors in ``batch_stats``, one optax
+state per network (``opt_g``, ``opt_d``) and, for text conditioning, the frozen contrastive
+model in ``frozen``.
+
+``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
+``"data"`` axis (``parallel.py``):
+
+1. keys ``fold_in(fold_in(rng, step), axis_index)``: noise and augmentation differ per device;
+2. one power iteration of spectral norm on the replicated D params: the same statistics on
+   every device by construction (no data enters them);
+3. D step: hinge or non-saturating loss on real images (real), generated ones (fake) and real
+   ones with another example's condition (fake, ``matching_weight``), all through DiffAugment;
+   lazy R1 on real images every ``r1_interval`` steps; gradients averaged over devices;
+4. G step against the updated D, plus ``align_weight`` x the cosine distance between the
+   frozen contrastive model's embeddings of its image and of its caption;
+5. EMA of G with ramp-up, from the averaged (identical) params: identical on every device.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from multimodal_jax import frozen_clip
+from multimodal_jax import losses_gan
+from multimodal_jax.data import diffaugment
+from multimodal_jax.data import pipeline
+from multimodal_jax.models import factory
+from multimodal_jax.models import gan
+from multimodal_jax.parallel import AXIS, as_varying
+
+LOSSES = losses_gan.ADVERSARIAL
+CONDITIONS = ("text", "class")
+
+
+class GanState(struct.PyTreeNode):
+    """Step, the three generators' / discriminator's params, SN statistics, two optimiser
+    states and the frozen conditioning model (``tx_g`` / ``tx_d`` are static)."""
+
+    step: jax.Array
+    params: dict
+    batch_stats: dict
+    opt_g: Any
+    opt_d: Any
+    frozen: dict
+    tx_g: optax.GradientTransformation = struct.field(pytree_node=False)
+    tx_d: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything static a step needs: the modules and the loss settings."""
+
+    generator: gan.Generator
+    discriminator: gan.Discriminator
+    clip: Optional[frozen_clip.FrozenClip] = None  # text conditioning / alignment
+    loss: str = "hinge"
+    z_dim: int = 64
+    matching_weight: float = 1.0
+    align_weight: float = 0.0
+    r1_gamma: float = 0.0
+    r1_interval: int = 16
+    augment: tuple = diffaugment.POLICIES
+    ema_half_life_images: float = 10_000.0
+    ema_rampup: float = 0.05  # 0: no ramp-up
+
+    @property
+    def data_norm(self):
+        return self.generator.mean, self.generator.std
+
+    def init_condition(self):
+        """A one-example condition of the right kind, for initialisation."""
+        if self.clip is None:
+            return jnp.zeros((1,), jnp.int32)
+        return jnp.zeros((1, self.clip.embed_dim), jnp.float32)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Clear errors for the adversarial fields (called by ``config_checks``)."""
+    g = config.gan
+    if g.loss not in LOSSES:
+        raise ValueError(f"config.gan.loss={g.loss!r}; choose one of {LOSSES}.")
+    if config.condition.kind not in CONDITIONS:
+        raise ValueError(f"config.condition.kind={config.condition.kind!r}; choose one of {CONDITIONS}.")
+    if config.condition.kind == "class" and not config.condition.get("num_classes"):
+        raise ValueError("config.condition.kind='class' needs config.condition.num_classes.")
+    if config.condition.kind == "class" and g.align_weight:
+        raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
+                         "with); set it to 0 for config.condition.kind='class'.")
+    diffaugment.check_policy(g.augment)
+    if g.r1_gamma and g.r1_interval < 1:
+        raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
+    for side in ("generator", "discriminator"):
+        block = config.model[side]
+        widths = block.widths if side == "generator" else (0,) + tuple(block.widths)
+        gan.num_blocks(config.data.image_size, widths, f"config.model.{side}")
+
+
+def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan.Discriminator]:
+    """G and D of ``config.model`` at ``config.data.image_size`` in the data normalisation."""
+    dtype = factory.compute_dtype(config.model.dtype)
+    classes = config.condition.num_classes if config.condition.kind == "class" else 0
+    data = config.data
+    generator = gan.Generator(
+        resolution=data.image_size, num_classes=classes, dtype=dtype,
+        mean=tuple(data.get("mean") or pipeline.CLIP_MEAN),
+        std=tuple(data.get("std") or pipeline.CLIP_STD),
+        **{k: tuple(v) if isinstance(v, (list, tuple)) else v
+           for k, v in config.model.generator.to_dict().items()})
+    disc = config.model.discriminator.to_dict()
+    discriminator = gan.Discriminator(resolution=data.image_size, num_classes=classes, dtype=dtype,
+                                      widths=tuple(disc.pop("widths")), **disc)
+    return generator, discriminator
+
+
+def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> Setup:
+    """The static step settings of ``config`` (``clip``: the conditioning model, or None)."""
+    check_config(config)
+    generator, discriminator = build_modules(config)
+    g = config.gan
+    return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
+                  g.align_weight, g.r1_gamma, g.r1_interval, tuple(g.augment),
+                  g.ema_half_life_images, g.ema_rampup)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam at a constant rate (GAN practice: b1 = 0, b2 = 0.99), optional clipping."""
+    adam = optax.adam(config.lr, b1=config.b1, b2=config.b2, eps=config.eps)
+    if config.get("grad_clip_norm"):
+        return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+    return adam
+
+
+def create_state(setup: Setup, rng, tx_g, tx_d, frozen: Optional[dict] = None) -> GanState:
+    """Fresh G and D (EMA = a copy of G), SN vectors, optimiser states; ``frozen`` holds the
+    conditioning model's params (``{"clip": ...}``) for text conditioning."""
+    size = setup.generator.resolution
+    cond = setup.init_condition()
+    kg, kd = jax.random.split(rng)
+    g_params = jax.jit(setup.generator.init)(kg, jnp.zeros((1, setup.z_dim)), cond)["params"]
+    d_vars = jax.jit(functools.partial(setup.discriminator.init, update_stats=False))(
+        kd, jnp.zeros((1, size, size, 3)), cond)
+    params = {"g": g_params, "d": d_vars["params"], "g_ema": jax.tree.map(jnp.copy, g_params)}
+    return GanState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats={"d": dict(d_vars.get("batch_stats", {}))},
+                    opt_g=tx_g.init(g_params), opt_d=tx_d.init(d_vars["params"]),
+                    frozen=jax.tree.map(jnp.copy, dict(frozen or {})),  # the state is donated
+                    tx_g=tx_g, tx_d=tx_d)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def device_keys(rng, step, index) -> dict:
+    """The keys of device ``index`` at ``step``: ``fold_in(fold_in(rng, step), index)``."""
+    rng = jax.random.fold_in(jax.random.fold_in(rng, step), index)
+    return dict(zip(("z_d", "z_g", "aug_d", "aug_g"), jax.random.split(rng, 4)))
+
+
+def condition(setup: Setup, frozen: dict, batch: dict):
+    """What G and D are conditioned on: the frozen caption embeddings, or the class ids."""
+    if setup.clip is None:
+        return batch["label"]
+    return jax.lax.stop_gradient(setup.clip.encode_text(frozen["clip"], batch["tokens"]))
+
+
+def discriminate(setup: Setup, d_params, stats, images, cond, mismatched=None):
+    """D's scores (and scores against ``mismatched`` conditions) without updating SN stats."""
+    return setup.discriminator.apply({"params": d_params, "batch_stats": stats["d"]}, images,
+                                     cond, mismatched, update_stats=False)
+
+
+def power_iteration(setup: Setup, d_params, stats) -> dict:
+    """One spectral-norm power iteration per D layer; it reads only the params and vectors,
+    so replicated inputs give the same statistics on every device."""
+    if not setup.discriminator.spectral_norm:
+        return stats
+    size = setup.discriminator.resolution
+    _, new = setup.discriminator.apply(
+        {"params": d_params, "batch_stats": stats["d"]}, jnp.zeros((1, size, size, 3)),
+        setup.init_condition(), update_stats=True, mutable=["batch_stats"])
+    return {"d": new["batch_stats"]}
+
+
+def _augment(setup: Setup, images, rng):
+    return diffaugment.diff_augment(images, rng, setup.augment) if setup.augment else images
+
+
+def _noise(setup: Setup, rng, batch: dict):
+    return jax.random.normal(rng, (batch["image"].shape[0], setup.z_dim))
+
+
+def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, keys, step):
+    """This device's D loss and its parts (no collectives: the step averages). Real and
+    generated images go through DiffAugment and D together, in one pass."""
+    cond = condition(setup, frozen, batch)
+    fake = jax.lax.stop_gradient(setup.generator.apply({"params": g_params},
+                                                       _noise(setup, keys["z_d"], batch), cond))
+    k_aug, k_r1 = jax.random.split(keys["aug_d"])
+    real, n = batch["image"], batch["image"].shape[0]
+    images = _augment(setup, jnp.concatenate([real, fake.astype(real.dtype)]), k_aug)
+    conds = jnp.concatenate([cond, cond])
+    mismatched = jnp.concatenate([jnp.roll(cond, 1, axis=0), cond])  # real + another's caption
+    scores, other_scores = discriminate(setup, d_params, stats, images, conds, mismatched)
+    real_scores, fake_scores, mismatch_scores = scores[:n], scores[n:], other_scores[:n]
+    loss = losses_gan.d_real(real_scores, setup.loss) + losses_gan.d_fake(fake_scores, setup.loss)
+    if setup.matching_weight:
+        loss += setup.matching_weight * losses_gan.d_fake(mismatch_scores, setup.loss)
+    r1 = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # same device-variance as the branch
+    if setup.r1_gamma:
+        def penalty():
+            score = lambda x: jnp.sum(discriminate(setup, d_params, stats,  # noqa: E731
+                                                   _augment(setup, x, k_r1), cond))
+            return losses_gan.r1_penalty(jax.grad(score)(real))
+        r1 = jax.lax.cond(step % setup.r1_interval == 0, penalty, lambda: r1)
+        loss += setup.r1_gamma / 2 * setup.r1_interval * r1  # lazy: scaled by the interval
+    return loss, {"d_loss": loss, "real_score": jnp.mean(real_scores),
+                  "fake_score": jnp.mean(fake_scores),
+                  "mismatch_score": jnp.mean(mismatch_scores), "r1": r1}
+
+
+def generator_loss(g_params, setup: Setup, d_params, stats, frozen, batch, keys):
+    """This device's G loss (adversarial + alignment) and its parts."""
+    cond = condition(setup, frozen, batch)
+    fake = setup.generator.apply({"params": g_params}, _noise(setup, keys["z_g"], batch), cond)
+    scores = discriminate(setup, d_params, stats, _augment(setup, fake, keys["aug_g"]), cond)
+    loss = losses_gan.g_adversarial(scores, setup.loss)
+    parts = {"g_adv": loss}
+    if setup.align_weight:
+        image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
+        parts["align"] = losses_gan.alignment(image_emb, cond)
+        loss += setup.align_weight * parts["align"]
+    return loss, {"g_loss": loss, **parts}
+
+
+def ema_decay(setup: Setup, step, global_batch: int):
+    """EMA decay after ``step`` updates: half-life ``ema_half_life_images`` images, ramped up
+    (half-life at most ``ema_rampup`` x the images seen so far), as in StyleGAN2-ADA."""
+    half_life = jnp.asarray(setup.ema_half_life_images, jnp.float32)
+    if setup.ema_rampup:
+        half_life = jnp.minimum(half_life, step.astype(jnp.float32) * global_batch * setup.ema_rampup)
+    return 0.5 ** (global_batch / jnp.maximum(half_life, 1e-8))
+
+
+def _apply(tx, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def train_step(state: GanState, batch: dict, rng, *, setup: Setup):
+    """One D update then one G update and the EMA; returns ``(state, metrics)``, metrics
+    averaged over devices."""
+    keys = device_keys(rng, state.step, jax.lax.axis_index(AXIS))
+    params = state.params
+    stats = power_iteration(setup, params["d"], state.batch_stats)
+    d_grad_fn = jax.value_and_grad(discriminator_loss, has_aux=True)
+    (_, d_parts), d_grads = d_grad_fn(as_varying(params["d"]), setup, stats, params["g"],
+                                      state.frozen, batch, keys, state.step)
+    d_grads = jax.lax.pmean(d_grads, AXIS)
+    d_params, opt_d = _apply(state.tx_d, d_grads, state.opt_d, params["d"])
+
+    g_grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
+    (_, g_parts), g_grads = g_grad_fn(as_varying(params["g"]), setup, d_params, stats,
+                                      state.frozen, batch, keys)
+    g_grads = jax.lax.pmean(g_grads, AXIS)
+    g_params, opt_g = _apply(state.tx_g, g_grads, state.opt_g, params["g"])
+
+    step = state.step + 1
+    beta = ema_decay(setup, step, batch["image"].shape[0] * jax.lax.psum(1, AXIS))
+    g_ema = jax.tree.map(lambda e, p: beta * e + (1 - beta) * p, params["g_ema"], g_params)
+    metrics = jax.lax.pmean({**d_parts, **g_parts}, AXIS)
+    metrics.update(loss=metrics["d_loss"] + metrics["g_loss"], ema_decay=beta,
+                   d_grad_norm=optax.tree.norm(d_grads), g_grad_norm=optax.tree.norm(g_grads))
+    new_state = state.replace(step=step, params={"g": g_params, "d": d_params, "g_ema": g_ema},
+                              batch_stats=stats, opt_g=opt_g, opt_d=opt_d)
+    return new_state, metrics
+
+
+def make_train_step(setup: Setup):
+    """``train_step`` with the static setup bound."""
+    return functools.partial(train_step, setup=setup)
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+class AdversarialTask:
+    """What the training loop needs from the GAN task, bound to one config. The runs it reads
+    (``config.prerequisites``) exist by now: the loop trains them first."""
+
+    name = "adversarial"
+    pictures_every_eval = True  # a sample grid at every evaluation (the loop asks)
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        from multimodal_jax.evaluation import gan_eval  # noqa: PLC0415 - heavy, evaluation only
+
+        check_config(config)
+        self.config, self.workdir = config, workdir
+        pipeline.ensure_prepared_once(config.data)
+        self.tokenizer, self.frozen = None, {}
+        clip = None
+        if config.condition.kind == "text":
+            clip, clip_params, self.tokenizer = frozen_clip.load_named(config, workdir,
+                                                                       config.condition.encoder)
+            self.frozen = {"clip": clip_params}
+        self.setup = make_setup(config, clip)
+        self.evaluator = gan_eval.Evaluator(config, workdir, self.setup, self.frozen,
+                                            self.tokenizer, self.initial_params)
+
+    def create_state(self, rng) -> GanState:
+        return create_state(self.setup, rng, make_optimizer(self.config.optim.g),
+                            make_optimizer(self.config.optim.d), self.frozen)
+
+    def initial_params(self) -> dict:
+        """The untrained params (from the config's seed), for the evaluation's baseline."""
+        return self.create_state(jax.random.key(self.config.seed)).params
+
+    def train_step(self):
+        return make_train_step(self.setup)
+
+    def train_batches(self, start_step: int):
+        """This process's endless batches from ``start_step`` on."""
+        return pipeline.make_train_iterator(self.config.data, self.tokenizer,
+                                            self.config.batch_size, self.config.seed, start_step)
+
+    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
+        return self.evaluator.evaluate(params, mesh, picture_path)
+

@@ -1,0 +1,66 @@
+"""The GAN end to end on the tiny dataset: ``configs/gan_shapes.py`` shrunk trains from
+nothing (its contrastive, evaluation-encoder and classifier runs first, each into a sub-folder),
+writes a sample grid at every evaluation (and to TensorBoard), and ``train.evaluate``'s code
+path prints the gan/* JSON line from the checkpoint; the class-conditional variant then runs
+on the same prerequisite runs."""
+
+import json
+import os
+
+import pytest
+
+from multimodal_jax import evaluate_checkpoint, loop, prerequisites
+from tests import tiny_gan
+from train import cli
+
+KEYS = ("gan/fd_clip", "gan/kid_clip", "gan/precision_clip", "gan/recall_clip", "gan/clip_score",
+        "gan/attr_acc_color", "gan/attr_acc_shape", "gan/untrained/fd_clip",
+        "gan/real/attr_acc_color")
+
+
+@pytest.fixture(scope="module")
+def text_run(shapes_data_dir, tmp_path_factory):
+    config = tiny_gan.tiny_gan_config(shapes_data_dir)
+    workdir = str(tmp_path_factory.mktemp("gan") / "text")
+    return config, workdir, loop.train_and_evaluate(config, workdir)
+
+
+def test_text_to_image_trains_from_nothing_and_evaluates(text_run, capsys):
+    config, workdir, trained = text_run
+    for name in ("clip", "eval_encoder", "classifier"):
+        sub = config.prerequisites[name]
+        assert prerequisites.latest_step(os.path.join(workdir, name)) == sub.config.total_steps
+    # Finished prerequisites are not trained again.
+    assert prerequisites.ensure(config, workdir, lambda *a: pytest.fail("retrained")) is None
+    assert trained["step"] == config.total_steps
+    pictures = sorted(os.listdir(os.path.join(workdir, "pictures")))
+    assert pictures == ["adversarial_step2.png", "adversarial_step4.png"]
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+    cli.print_metrics(evaluate_checkpoint.evaluate_latest(config, workdir))
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["step"] == config.total_steps
+    for key in KEYS:
+        assert key in printed, key
+        assert printed[key] == pytest.approx(trained[key], rel=1e-5, abs=1e-6), key
+    assert printed["gan/fd_clip"] >= 0 and 0 <= printed["gan/attr_acc_shape"] <= 1
+    assert printed["gan/real/attr_acc_color"] >= 0
+
+
+def test_class_conditional_variant_on_existing_prerequisites(text_run, shapes_data_dir, tmp_path):
+    _, text_workdir, _ = text_run
+    config = tiny_gan.tiny_gan_config(shapes_data_dir, kind="class")
+    for name in ("eval_encoder", "classifier"):
+        config.prerequisites[name].workdir = os.path.join(text_workdir, name)
+    config.total_steps = config.eval_every_steps = 2
+    metrics = loop.train_and_evaluate(config, str(tmp_path / "class"))
+    assert not os.path.exists(os.path.join(str(tmp_path / "class"), "eval_encoder"))
+    for key in KEYS:
+        assert key in metrics, key
+
+
+def test_a_given_prerequisite_workdir_must_hold_a_checkpoint(tmp_path):
+    config = tiny_gan.tiny_gan_config()
+    config.prerequisites.clip.workdir = str(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        prerequisites.ensure(config, str(tmp_path), lambda *a: pytest.fail("trained"))

@@ -1,0 +1,150 @@
+"""The adversarial step on 8 CPU devices: pmap gives the mesh driver's numbers; each update
+is the average of the devices' gradients, each device drawing its own noise and augmentation
+(recomputed shard by shard here); spectral-norm statistics and the EMA generator stay
+identical on every device; lazy R1 runs only every ``r1_interval`` steps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from multimodal_jax import parallel
+from multimodal_jax.tasks import adversarial
+from tests import tiny_gan
+
+STEPS, BATCH, RNG = 2, 16, 1
+
+
+def _run(setup, state, driver_name):
+    """Every step's state (as the driver holds it) and metrics, on all 8 devices."""
+    driver = parallel.make_driver(driver_name, adversarial.make_train_step(setup), donate=False)
+    dstate, history = driver.put_state(state), []
+    for step in range(STEPS):
+        batch = driver.put_batch(tiny_gan.fake_batch(BATCH, seed=step))
+        dstate, metrics = driver.step(dstate, batch, jax.random.key(RNG))
+        history.append((jax.device_get(dstate), jax.device_get(metrics)))
+    return driver, history
+
+
+@pytest.fixture(scope="module")
+def runs():
+    config, setup, state = tiny_gan.setup_and_state("text")
+    assert setup.align_weight and setup.matching_weight and setup.r1_gamma and setup.augment
+    return setup, state, _run(setup, state, "mesh"), _run(setup, state, "pmap")
+
+
+def _close(a, b, rtol=1e-4, atol=1e-5):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
+def test_pmap_equals_mesh(runs):
+    _, state, (_, mesh), (_, pmap) = runs
+    for (m_state, m_metrics), (p_state, p_metrics) in zip(mesh, pmap):
+        _close(p_metrics, m_metrics)
+        p_state = jax.tree.map(lambda x: x[0], p_state)  # pmap's copy on device 0
+        _close(p_state.params, m_state.params)
+        _close(p_state.batch_stats, m_state.batch_stats)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), mesh[-1][0].params, state.params)
+    assert min(max(jax.tree.leaves(moved[k])) for k in moved) > 1e-4  # G, D and EMA all train
+
+
+def test_sn_statistics_and_ema_are_identical_on_every_device(runs):
+    """pmap keeps one copy per device: every copy of every leaf is the same, bit for bit."""
+    setup, state, _, (_, pmap) = runs
+    previous_ema = state.params["g_ema"]
+    for stacked, metrics in pmap:
+        for part in (stacked.params, stacked.batch_stats, stacked.opt_g, stacked.opt_d):
+            for leaf in jax.tree.leaves(part):
+                assert leaf.shape[0] == 8
+                np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+        mine = jax.tree.map(lambda x: x[0], stacked.params)
+        beta = float(metrics["ema_decay"])
+        _close(mine["g_ema"], jax.tree.map(lambda e, g: beta * e + (1 - beta) * g,
+                                           previous_ema, mine["g"]), rtol=1e-6, atol=1e-7)
+        previous_ema = mine["g_ema"]
+    assert 0 < float(pmap[0][1]["ema_decay"]) < float(pmap[-1][1]["ema_decay"]) < 1  # ramp-up
+    sn = jax.tree.map(lambda new, old: float(np.abs(new[0] - old).max()),
+                      pmap[0][0].batch_stats, state.batch_stats)
+    assert max(jax.tree.leaves(sn)) > 0  # the power iteration did update them
+
+
+def _shard(batch, index):
+    per = BATCH // 8
+    return {k: v[index * per:(index + 1) * per] for k, v in batch.items()}
+
+
+def _grad_fns(setup):
+    """Jitted D and G gradients of one device's slice, given its keys (no collectives)."""
+    @jax.jit
+    def d_grads(state, shard, keys):
+        stats = adversarial.power_iteration(setup, state.params["d"], state.batch_stats)
+        return jax.grad(adversarial.discriminator_loss, has_aux=True)(
+            state.params["d"], setup, stats, state.params["g"], state.frozen, shard, keys,
+            state.step)[0]
+
+    @jax.jit
+    def g_grads(state, d_params, shard, keys):
+        stats = adversarial.power_iteration(setup, state.params["d"], state.batch_stats)
+        return jax.grad(adversarial.generator_loss, has_aux=True)(
+            state.params["g"], setup, d_params, stats, state.frozen, shard, keys)[0]
+    return d_grads, g_grads
+
+
+def _mean(trees):
+    return jax.tree.map(lambda *xs: sum(xs) / len(xs), *trees)
+
+
+def test_updates_average_the_devices_gradients_from_per_device_noise(runs):
+    """Step 1's D and G updates equal Adam on the mean of 8 per-slice gradients, each slice
+    with its device's keys; with device 0's keys on every slice the gradient differs."""
+    setup, state, (_, mesh), _ = runs
+    batch = tiny_gan.fake_batch(BATCH, seed=0)
+    d_fn, g_fn = _grad_fns(setup)
+    keys = [adversarial.device_keys(jax.random.key(RNG), 0, i) for i in range(8)]
+    d_grads = _mean([d_fn(state, _shard(batch, i), keys[i]) for i in range(8)])
+    d_expected = optax.apply_updates(state.params["d"],
+                                     state.tx_d.update(d_grads, state.opt_d, state.params["d"])[0])
+    _close(mesh[0][0].params["d"], d_expected)
+    g_grads = _mean([g_fn(state, d_expected, _shard(batch, i), keys[i]) for i in range(8)])
+    g_expected = optax.apply_updates(state.params["g"],
+                                     state.tx_g.update(g_grads, state.opt_g, state.params["g"])[0])
+    _close(mesh[0][0].params["g"], g_expected)
+    shared = _mean([d_fn(state, _shard(batch, i), keys[0]) for i in range(8)])
+    gap = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), shared, d_grads)
+    assert max(jax.tree.leaves(gap)) > 1e-3
+
+
+def test_device_keys_differ_per_device_and_repeat_per_step():
+    mesh = parallel.data_mesh()
+
+    @jax.jit
+    def noise(rng, step):
+        def draw(rng):
+            keys = adversarial.device_keys(rng, step, jax.lax.axis_index(parallel.AXIS))
+            return jax.random.normal(keys["z_d"], (1, 4))
+        return jax.shard_map(draw, mesh=mesh, in_specs=P(), out_specs=P(parallel.AXIS))(rng)
+
+    z = np.asarray(noise(jax.random.key(0), 3))
+    assert len({tuple(row) for row in z.round(6)}) == 8
+    np.testing.assert_array_equal(z, noise(jax.random.key(0), 3))
+    assert np.abs(z - np.asarray(noise(jax.random.key(0), 4))).min() > 0
+
+
+def test_lazy_r1_runs_only_on_its_steps(runs):
+    setup, _, (_, mesh), _ = runs
+    assert setup.r1_interval == 2
+    r1 = [float(metrics["r1"]) for _, metrics in mesh]  # steps 0, 1
+    assert r1[0] > 0 and r1[1] == 0
+
+
+def test_config_errors_are_clear():
+    config = tiny_gan.tiny_gan_config(kind="class")
+    config.gan.align_weight = 1.0
+    with pytest.raises(ValueError, match="needs text conditioning"):
+        adversarial.check_config(config)
+    config = tiny_gan.tiny_gan_config()
+    config.data.image_size = 24
+    with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
+        adversarial.check_config(config)
