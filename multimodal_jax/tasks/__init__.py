@@ -9,9 +9,14 @@
     task.evaluate(params, mesh, picture_path=None) -> {"metric/name": float}
 """
 
+from multimodal_jax.tasks.adversarial import AdversarialTask
+from multimodal_jax.tasks.captioning import CaptioningTask
+from multimodal_jax.tasks.classification import ClassificationTask
 from multimodal_jax.tasks.contrastive import ContrastiveTask
 
-TASKS = {"contrastive": ContrastiveTask}
+TASKS = {"contrastive": ContrastiveTask, "classification": ClassificationTask,
+         "adversarial": AdversarialTask}
+TASKS["captioning"] = CaptioningTask
 
 
 def get_task(name: str):
