@@ -1,0 +1,127 @@
+"""Contrastive train step, multimodal_jax against Hugging Face PyTorch ``CLIPModel``: images/s.
+
+Run (figures in README.md, "Performance"):
+  python -m benchmarks.clip_step                 # both sizes, 7 rounds x 5 steps per side
+  python -m benchmarks.clip_step --quick         # smoke test
+  python -m benchmarks.clip_step --sizes tiny --rounds 9
+
+One ``transformers.CLIPConfig`` per size builds the PyTorch model; ours is imported from its
+``save_pretrained`` directory by ``convert.load_hf_clip``, so both have the same architecture
+(quick_gelu, eps 1e-5, causal text tower, no projection bias) and the same starting weights,
+and the script checks that their first-step losses and gradient norms agree. Both take the
+same batch and run forward, backward, clipping to global norm 1 and AdamW, in float32. Ours
+is what ``python -m train`` runs: ``tasks.contrastive.train_step`` inside the non-finite
+guard under the mesh driver (``jit(shard_map(...))`` with donated state).
+"""
+
+from benchmarks import common
+
+THREADS = common.set_threads()  # before torch / jax start their thread pools
+
+import functools  # noqa: E402
+import tempfile  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from multimodal_jax import optim  # noqa: E402
+from multimodal_jax.convert import load_hf_clip  # noqa: E402
+from multimodal_jax.tasks import contrastive  # noqa: E402
+
+# name: batch, image size, patch, vision (width, depth, mlp, heads), text (width, depth, mlp,
+# heads), text length, vocabulary, projection dim.
+SIZES = {
+    "tiny": dict(batch=128, image=32, patch=4, vision=(256, 6, 1024, 4),
+                 text=(256, 6, 1024, 4), length=16, vocab=1000, proj=256),
+    "b16_112": dict(batch=16, image=112, patch=16, vision=(768, 12, 3072, 12),
+                    text=(512, 12, 2048, 8), length=77, vocab=49408, proj=512),
+}
+LR, WEIGHT_DECAY, CLIP_NORM = 1e-4, 0.1, 1.0
+
+
+def clip_config(size: dict) -> transformers.CLIPConfig:
+    """The one config both sides are built from."""
+    def tower(dims):
+        width, depth, mlp, heads = dims
+        return dict(hidden_size=width, num_hidden_layers=depth, intermediate_size=mlp,
+                    num_attention_heads=heads)
+    text = dict(tower(size["text"]), vocab_size=size["vocab"], max_position_embeddings=size["length"],
+                pad_token_id=0, bos_token_id=size["vocab"] - 2, eos_token_id=size["vocab"] - 1)
+    vision = dict(tower(size["vision"]), image_size=size["image"], patch_size=size["patch"])
+    return transformers.CLIPConfig(text_config=text, vision_config=vision,
+                                   projection_dim=size["proj"])
+
+
+def make_batch(size: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """Normalised NHWC images and ``[bos] ids eos pad..`` token rows of random lengths."""
+    rng = np.random.default_rng(seed)
+    batch, length, vocab = size["batch"], size["length"], size["vocab"]
+    tokens = np.zeros((batch, length), np.int32)
+    for row, n in zip(tokens, rng.integers(1, length - 1, batch)):
+        row[0], row[1:n + 1], row[n + 1] = vocab - 2, rng.integers(1, vocab - 2, n), vocab - 1
+    images = rng.normal(size=(batch, size["image"], size["image"], 3)).astype(np.float32)
+    return {"image": images, "tokens": tokens}
+
+
+def torch_side(model: transformers.CLIPModel, batch: dict):
+    """(Side, first-step (loss, grad norm)) for HF CLIPModel on the same batch (NCHW pixels)."""
+    pixels = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
+    ids = torch.from_numpy(batch["tokens"]).long()
+    loss_fn = lambda m: m(input_ids=ids, pixel_values=pixels, return_loss=True).loss  # noqa: E731
+    return common.torch_side(model, loss_fn, LR, WEIGHT_DECAY, CLIP_NORM)
+
+
+def ours_side(path: str, batch: dict, model_dtype=None):
+    """(Side, first-step metrics, step FLOPs) for our step as ``python -m train`` runs it;
+    ``model_dtype`` (e.g. ``jnp.bfloat16``) sets the compute dtype, params stay float32."""
+    model, variables = load_hf_clip(path, **({"dtype": model_dtype} if model_dtype else {}))
+    config = optim.default_config()
+    config.update(lr=LR, warmup_steps=0, weight_decay=WEIGHT_DECAY, grad_clip_norm=CLIP_NORM)
+    state = contrastive.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                          tx=optim.make_optimizer(config, 10_000))
+    step = functools.partial(contrastive.train_step, loss="softmax")
+    side, first, flops = common.train_side("ours", step, state, batch)
+    flops["analytic"] = common.analytic_flops(model, batch, loss="softmax")
+    return side, first, flops
+
+
+def build(size: dict):
+    """(HF model, its save_pretrained directory (a TemporaryDirectory), batch)."""
+    torch.manual_seed(0)
+    hf = transformers.CLIPModel(clip_config(size))
+    tmp = tempfile.TemporaryDirectory()
+    hf.save_pretrained(tmp.name)
+    return hf, tmp, make_batch(size)
+
+
+def measure(size: dict, rounds: int, steps: int, warmup: int) -> dict:
+    """Builds both sides of one size, checks their first steps agree, times them interleaved."""
+    hf, tmp, batch = build(size)
+    with tmp:
+        ours, ours_first, flops = ours_side(tmp.name, batch)
+    theirs, torch_first = torch_side(hf, batch)
+    times = common.interleaved([ours, theirs], rounds, steps, warmup)
+    rates = {k: common.Rate.of(v, size["batch"]) for k, v in times.items()}
+    return {"ours": rates["ours"], "torch": rates["torch"], "flops": flops,
+            "first_loss": (ours_first["loss"], torch_first[0]),
+            "first_grad_norm": (ours_first["grad_norm"], torch_first[1])}
+
+
+def main():
+    parser = common.base_parser(__doc__)
+    parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {list(SIZES)}")
+    args = parser.parse_args()
+    common.torch_threads(THREADS)
+    rounds, steps, warmup = common.timing_args(args)
+    figures, rows = {"threads": THREADS, "rounds": rounds, "steps_per_round": steps}, []
+    for name in args.sizes.split(","):
+        r = measure(SIZES[name], rounds, steps, warmup)
+        figures.update(common.comparison_figures(name, r))
+        rows.append(common.comparison_row(name, SIZES[name]["batch"], r))
+    common.print_table(common.COMPARISON_HEADER, rows)
+    common.emit(figures)
+
+
+if __name__ == "__main__":
+    main()
