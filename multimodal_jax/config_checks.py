@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 
 from multimodal_jax import guards
 from multimodal_jax import init_from
+from multimodal_jax import optim
 from multimodal_jax import parallel
 from multimodal_jax import tasks
 from multimodal_jax.data import pipeline
@@ -43,6 +44,9 @@ TOKENIZERS = ("sentencepiece", "bytes", "clip_bpe")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # Model fields the factory fills in itself, not from the config.
 SET_BY_FACTORY = ("vocab_size", "pad_id", "eos_id", "dtype", "parent", "name")
+PARALLEL_FIELDS = ("driver", "fsdp", "rules", "logical_axes", "peak_tflops")
+TOKENIZER_FIELDS = ("kind", "path", "vocab_size", "max_len")
+OPTIONAL_OPTIM_FIELDS = ("mu_dtype", "layer_decay")  # beside optim.default_config()'s
 
 
 class ConfigError(ValueError):
@@ -70,14 +74,41 @@ def check_top_level(config: ml_collections.ConfigDict) -> None:
         parallel.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    _check(config.parallel.driver in parallel.DRIVERS,
-           f"config.parallel.driver={config.parallel.driver!r} is unknown; choose one of "
-           f"{parallel.DRIVERS}.")
+    check_parallel(config.parallel)
     mode = config.get("on_nonfinite", "skip")
     _check(mode in guards.MODES, f"config.on_nonfinite={mode!r}; choose one of {guards.MODES}: "
            "'skip' drops a non-finite update and counts it, 'stop' saves the last good state "
            "and stops.")
     _check_no_typos(config)
+
+
+def check_parallel(block: ml_collections.ConfigDict) -> None:
+    """Known fields, and a driver / FSDP / rules combination that can run on these devices."""
+    _check_fields(block, PARALLEL_FIELDS, "config.parallel")
+    try:
+        parallel.check_config(block, jax.device_count())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def check_optim(block: ml_collections.ConfigDict, where: str = "config.optim") -> None:
+    """An AdamW block (``optim.default_config`` and its optional extras): known fields and
+    numbers where numbers are read. A block of named optimisers (a GAN's ``g``, ``d``) is
+    checked block by block."""
+    if "lr" not in block:
+        for name, sub in block.items():
+            if isinstance(sub, ml_collections.ConfigDict):
+                check_optim(sub, f"{where}.{name}")
+        return
+    known = list(optim.default_config().keys()) + list(OPTIONAL_OPTIM_FIELDS)
+    _check_fields(block, known, where)
+    for name in set(block.keys()) - {"mu_dtype"}:
+        value = block[name]
+        _check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),
+               f"{where}.{name} must be a number, got {value!r} ({type(value).__name__}).")
+    _check(block.lr > 0, f"{where}.lr must be positive, got {block.lr}.")
+    _check(block.get("mu_dtype") in (None, "", "float32", "bfloat16"),
+           f"{where}.mu_dtype={block.get('mu_dtype')!r}; choose 'bfloat16', 'float32' or ''.")
 
 
 def _check_no_typos(config: ml_collections.ConfigDict) -> None:
@@ -194,9 +225,15 @@ def check_data(data: ml_collections.ConfigDict) -> None:
 
 
 def check_tokenizer(tokenizer: ml_collections.ConfigDict) -> None:
-    """A known kind, and a given file exists and reads as that kind of tokenizer."""
+    """Known fields, a known kind, whole-number sizes, and a given file exists and reads as
+    that kind of tokenizer."""
+    _check_fields(tokenizer, TOKENIZER_FIELDS, "config.tokenizer")
     _check(tokenizer.kind in TOKENIZERS,
            f"config.tokenizer.kind={tokenizer.kind!r}; choose one of {TOKENIZERS}.")
+    for name in ("vocab_size", "max_len"):
+        value = tokenizer.get(name)
+        _check(value is None or (_is_int(value) and value > 0),
+               f"config.tokenizer.{name} must be a positive integer, got {value!r}.")
     path = tokenizer.get("path", "")
     _check(not path or os.path.exists(path),
            f"config.tokenizer.path={path!r} does not exist; give an existing tokenizer file, or "
@@ -317,12 +354,14 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
     check_task(config)
     _check(config.model.dtype in factory.DTYPES,
            f"config.model.dtype={config.model.dtype!r}; choose one of {sorted(factory.DTYPES)}.")
+    if "tokenizer" in config:  # before the text model, which compares its max_len
+        check_tokenizer(config.tokenizer)
     if "image" in config.model:
         check_image_model(config.model.image, config.data.image_size)
     if "text" in config.model:
         check_text_model(config)
-    if "tokenizer" in config:
-        check_tokenizer(config.tokenizer)
+    if "optim" in config:
+        check_optim(config.optim)
     if config.get("init_from"):
         check_init_from(config.init_from)
     check_data(config.data)

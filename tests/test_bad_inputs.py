@@ -43,6 +43,8 @@ def files(tmp_path_factory):
         f.write("x")
     with open(paths["vocab.json"], "w") as f:
         json.dump({"a": 0, "b": 1}, f)
+    with open(str(d / "merges.txt"), "w") as f:  # beside it, so the missing specials are the fault
+        f.write("#version: 0.2\n")
     return paths
 
 
@@ -77,6 +79,18 @@ CASES = [
     ("unknown driver", _set("parallel.driver", "tpu"), None, "config.parallel.driver='tpu' is unknown"),
     ("unknown dtype", _set("model.dtype", "float64"), None, "config.model.dtype='float64'"),
     ("unknown non-finite policy", _set("on_nonfinite", "ignore"), None, "config.on_nonfinite='ignore'"),
+    ("FSDP group not dividing the devices", _set("parallel.fsdp", 3), None,
+     "config.parallel.fsdp=3 must be a positive divisor of the 8 devices"),
+    ("FSDP under the pmap driver",
+     lambda c, f: (_set("parallel.fsdp", 2)(c, f), _set("parallel.driver", "pmap")(c, f)), None,
+     "needs config.parallel.driver='mesh'"),
+    ("unknown parallel field", _set("parallel.fdsp", 2), None, "'fdsp' (did you mean 'fsdp'?)"),
+    ("unknown optimiser field", _set("optim.learning_rate", 3e-4), None,
+     "config.optim has unknown field(s) 'learning_rate'"),
+    ("learning rate as a string", _set("optim.lr", "1e-3"), None,
+     "config.optim.lr must be a number, got '1e-3' (str)"),
+    ("token length as a string", _set("tokenizer.max_len", "8"), None,
+     "config.tokenizer.max_len must be a positive integer, got '8'"),
     ("unknown dataset", _set("data.name", "no_such_dataset"), None, "is not a TFDS dataset"),
     ("unknown built-in config", _set("data.name", "captioned_shapes/99px"), None, "the built-in dataset has the configs"),
     ("dataset not prepared", _set("data.name", "cifar10"), None, "is not prepared"),
@@ -85,7 +99,7 @@ CASES = [
      "cannot be read as a sentencepiece tokenizer"),
     ("JSON without CLIP specials as a CLIP tokenizer",
      lambda c, f: (_set("tokenizer.kind", "clip_bpe")(c, f), _set("tokenizer.path", f["vocab.json"])(c, f)),
-     None, "cannot be read as a clip_bpe tokenizer"),
+     None, "lacks the special token '<|startoftext|>'"),
     ("pickle weights", _set("init_from", lambda f: "openai_clip:" + f["weights.bin"]), None,
      "is a pickle-based file, which is never loaded"),
     ("truncated safetensors", _set("init_from", lambda f: "openai_clip:" + f["truncated.safetensors"]),

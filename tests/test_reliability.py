@@ -74,8 +74,9 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capl
         else:  # bytes changed in place, size kept: only the fingerprint can tell
             with open(path, "r+b") as f:
                 f.seek(size // 2)
-                f.write(bytes(b ^ 0xFF for b in f.read(8)))
+                flipped = bytes(b ^ 0xFF for b in f.read(8))
                 f.seek(size // 2)
+                f.write(flipped)
     with caplog.at_level(logging.WARNING):
         assert _restored_step(directory) == 2
     assert "step 3" in caplog.text and "damaged" in caplog.text
