@@ -29,7 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 200
     config.keep_checkpoints = 3
     config.on_nonfinite = "skip"  # NaN/inf loss or update: "skip" it (counted) or "stop" (saved)
-    config.init_from = ""  # a checkpoint to start from (see README: published weights)
+    config.init_from = ""  # weights to start from: "workdir:DIR", "hf_clip:DIR", ... (README)
+    config.init_towers = "image"  # what init_from initialises: "image" (tower) or "all"
+    config.lock_image_tower = False  # LiT: train the text side only
+    config.accum_steps = 1  # micro-batches per step (negatives: each micro-batch's own)
 
     config.data = ml_collections.ConfigDict(dict(
         name="captioned_shapes/32px",

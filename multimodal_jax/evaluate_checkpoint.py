@@ -1,4 +1,6 @@
-"""Evaluation of a saved run: restore the newest checkpoint of a workdir and evaluate it."""
+"""Evaluation of a saved run: restore the newest checkpoint of a workdir and evaluate it; or,
+for a workdir without checkpoints and a config with ``init_from``, evaluate the pretrained
+weights as they are (step 0), e.g. a published CLIP's zero-shot accuracy."""
 
 import os
 
@@ -7,25 +9,29 @@ import ml_collections
 
 from multimodal_jax import checkpoint
 from multimodal_jax import config_checks
+from multimodal_jax import init_from
 from multimodal_jax import parallel
 from multimodal_jax import tasks
 
 
 def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Metrics of the newest restorable checkpoint in ``workdir``, with its ``step``."""
+    """Metrics of the newest restorable checkpoint in ``workdir`` (or of ``init_from``'s
+    weights when it has none), with its ``step``. The state is laid out as training lays it
+    out (``config.parallel``: mesh and FSDP rules)."""
     config_checks.validate(config, workdir)
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
+    has_checkpoint = init_from.has_checkpoint(workdir)
+    if not has_checkpoint and not config.get("init_from"):
         raise FileNotFoundError(f"No checkpoints in {workdir!r}: train first with "
-                                "`python -m train --config ... --workdir ...`.")
+                                "`python -m train --config ... --workdir ...`, or set "
+                                "config.init_from to evaluate pretrained weights.")
     task = tasks.get_task(config.task)(config, workdir)
-    mesh = parallel.data_mesh()
-    template = jax.device_put(task.create_state(jax.random.key(config.seed)), parallel.replicated(mesh))
-    ckpt = checkpoint.Checkpointer(directory, config.keep_checkpoints)
-    state = ckpt.restore(template)
-    ckpt.close()
-    if state is None:
-        raise FileNotFoundError(f"No checkpoint found in {directory!r}: train first.")
+    mesh = parallel.mesh_from_config(config.parallel)
+    state = parallel.init_state(task.create_state, jax.random.key(config.seed), mesh,
+                                **parallel.layout(config.parallel))
+    if has_checkpoint:
+        ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+        state = ckpt.restore(state)
+        ckpt.close()
     step = int(jax.device_get(state.step))
     picture = os.path.join(workdir, "pictures", f"{task.name}_eval_step{step}.png")
     os.makedirs(os.path.dirname(picture), exist_ok=True)

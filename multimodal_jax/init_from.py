@@ -65,16 +65,32 @@ def tower_of(params: dict) -> dict:
     return params["image_tower"] if "image_tower" in params else params
 
 
-def load_image_tower(spec: str) -> dict:
-    """The ViT parameters named by ``spec`` (see the module docstring)."""
+def load_params(spec: str) -> dict:
+    """All the parameters named by ``spec``: a run's, or a published model's (see the module
+    docstring)."""
     kind, path = parse(spec)
     if kind == "workdir":
-        return tower_of(restore_params(path))
+        return restore_params(path)
     from multimodal_jax import convert  # noqa: PLC0415 - only when importing published weights
     loader = {"hf_clip": convert.load_hf_clip, "openai_clip": convert.load_openai_clip,
               "hf_vit": convert.load_hf_vit}[kind]
     _, variables = loader(path)
-    return tower_of(variables["params"])
+    return variables["params"]
+
+
+def load_image_tower(spec: str) -> dict:
+    """The ViT parameters named by ``spec``."""
+    return tower_of(load_params(spec))
+
+
+def load_two_tower(spec: str) -> dict:
+    """Both towers, projections and temperature of the contrastive model named by ``spec``."""
+    params = load_params(spec)
+    if "text_tower" not in params:
+        raise ValueError(f"init_from={spec!r} holds an image model only, not both towers of a "
+                         "contrastive model; set config.init_towers='image' to start the image "
+                         "tower from it and train a fresh text tower.")
+    return params
 
 
 def _flat(tree: dict, prefix=()) -> dict:
@@ -128,18 +144,19 @@ def merge(fresh: dict, tower: dict, keep_fresh=("head",), at: tuple = ()) -> dic
     missing = sorted("/".join(p) for p in wanted if p not in flat_tower)
     extra = sorted("/".join(p) for p in flat_tower if p not in wanted and p[0] not in DROPPED)
     if missing or extra:
+        where = "config.model" if "text_tower" in tower else "config.model.image"
         raise ValueError(
-            f"init_from: the pretrained tower does not match config.model.image. Missing from the "
-            f"tower: {missing[:6]}; in the tower but not in the model: {extra[:6]}. Set the model "
-            "fields (variant/width/depth, pool, pre_norm, patch_bias, ...) to the tower's.")
+            f"init_from: the pretrained weights do not match {where}. Missing from them: "
+            f"{missing[:6]}; in them but not in the model: {extra[:6]}. Set the model fields "
+            "(variant/width/depth, pool, pre_norm, patch_bias, proj_bias, ...) to theirs.")
     out = dict(flat_fresh)
     for rel, path in wanted.items():
         value, target = flat_tower[rel], flat_fresh[path]
         if rel[-1] == "pos_embedding" and value.shape != target.shape and value.ndim == 3:
             value = resize_posemb(value, target.shape[1])
         if value.shape != target.shape:
-            raise ValueError(f"init_from: {'/'.join(rel)} is {value.shape} in the pretrained tower "
-                             f"but {target.shape} in the model; set config.model.image to match.")
+            raise ValueError(f"init_from: {'/'.join(rel)} is {value.shape} in the pretrained "
+                             f"weights but {target.shape} in the model; set config.model to match.")
         out[path] = jnp.asarray(value, target.dtype)
     return _unflat(out)
 

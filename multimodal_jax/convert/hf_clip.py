@@ -27,6 +27,8 @@ VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layer
 CLIP_DEFAULTS = dict(projection_dim=512, logit_scale_init_value=2.6592)
 
 IGNORED_KEYS = (r"position_ids$",)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's pixel normalisation
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def load_hf_clip(path: str, dtype=jnp.float32):
@@ -63,25 +65,54 @@ def clip_configs(config: dict) -> tuple[dict, dict, dict]:
 
 def clip_model(text: dict, vision: dict, top: dict, dtype=jnp.float32) -> TwoTower:
     """The ``TwoTower`` matching HF CLIP: pre-LN vision tower, causal text tower, no proj bias."""
-    image_tower = ViT(
+    fields = model_fields(text, vision, top)
+    return TwoTower(image_tower=ViT(**fields["image"], dtype=dtype),
+                    text_tower=TextTransformer(vocab_size=text["vocab_size"],
+                                               pad_id=_int_or(text["pad_token_id"], 0),
+                                               eos_id=_eos_id(text), **fields["text"], dtype=dtype),
+                    embed_dim=fields["embed_dim"], proj_bias=fields["proj_bias"],
+                    logit_scale_init=top["logit_scale_init_value"], dtype=dtype)
+
+
+def model_fields(text: dict, vision: dict, top: dict) -> dict:
+    """The ``config.model`` fields (``image``, ``text``, ``embed_dim``, ``proj_bias``) of the
+    architecture of an HF CLIP config; the tokenizer supplies vocabulary and special ids."""
+    image = dict(
         width=vision["hidden_size"], depth=vision["num_hidden_layers"],
         mlp_dim=vision["intermediate_size"], num_heads=vision["num_attention_heads"],
         patch_size=tm.square(vision["patch_size"], "patch size"), pool="tok", posemb="learn",
         patch_bias=False, pre_norm=True, final_norm=True,
-        act=tm.hf_activation(vision["hidden_act"]), ln_eps=vision["layer_norm_eps"], dtype=dtype)
+        act=tm.hf_activation(vision["hidden_act"]), ln_eps=vision["layer_norm_eps"])
     # transformers pools at the highest id when eos_token_id == 2 (its legacy configs).
-    eos_id = text["eos_token_id"]
-    eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
-    pool = "argmax" if eos_id == 2 else "eos"
-    text_tower = TextTransformer(
-        vocab_size=text["vocab_size"], width=text["hidden_size"], depth=text["num_hidden_layers"],
+    text_fields = dict(
+        width=text["hidden_size"], depth=text["num_hidden_layers"],
         mlp_dim=text["intermediate_size"], num_heads=text["num_attention_heads"],
-        max_len=text["max_position_embeddings"], causal=True, pool=pool,
-        pad_id=_int_or(text["pad_token_id"], 0), eos_id=eos_id,
-        act=tm.hf_activation(text["hidden_act"]), ln_eps=text["layer_norm_eps"], dtype=dtype)
-    return TwoTower(image_tower=image_tower, text_tower=text_tower,
-                    embed_dim=top["projection_dim"], proj_bias=False,
-                    logit_scale_init=top["logit_scale_init_value"], dtype=dtype)
+        max_len=text["max_position_embeddings"], causal=True,
+        pool="argmax" if _eos_id(text) == 2 else "eos",
+        act=tm.hf_activation(text["hidden_act"]), ln_eps=text["layer_norm_eps"])
+    return dict(image=image, text=text_fields, embed_dim=top["projection_dim"], proj_bias=False)
+
+
+def config_blocks(path: str) -> dict:
+    """What a contrastive config needs to run the HF CLIP checkpoint at ``path`` (with
+    ``init_from="hf_clip:PATH"`` and ``init_towers="all"``): ``model`` fields, the ``tokenizer``
+    block (the folder's CLIP BPE files) and the image size and normalisation it was trained
+    with (``preprocessor_config.json``, else OpenAI's)."""
+    text, vision, top = clip_configs(tm.read_json(os.path.join(path, "config.json")))
+    fields = model_fields(text, vision, top)
+    processor = os.path.join(path, "preprocessor_config.json")
+    norm = tm.read_json(processor) if os.path.exists(processor) else {}
+    return dict(
+        model=dict(fields, dtype="float32"),
+        tokenizer=dict(kind="clip_bpe", path=path, vocab_size=text["vocab_size"],
+                       max_len=text["max_position_embeddings"]),
+        image_size=tm.square(vision["image_size"], "image size"),
+        mean=tuple(norm.get("image_mean", OPENAI_MEAN)), std=tuple(norm.get("image_std", OPENAI_STD)))
+
+
+def _eos_id(text: dict) -> int:
+    eos_id = text["eos_token_id"]
+    return eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
 
 
 def _int_or(value, default: int) -> int:

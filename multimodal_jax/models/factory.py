@@ -39,6 +39,7 @@ def build_two_tower(model: ml_collections.ConfigDict, loss: str, vocab_size: int
         image_tower=build_vit(model.image, model.dtype),
         text_tower=build_text(model.text, vocab_size, pad_id, eos_id, model.dtype),
         embed_dim=model.embed_dim,
+        proj_bias=model.get("proj_bias", False),
         logit_scale_init=math.log(10.0) if sigmoid else math.log(1 / 0.07),
         logit_bias_init=-10.0 if sigmoid else None,
         dtype=compute_dtype(model.dtype))

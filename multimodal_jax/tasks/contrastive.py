@@ -26,6 +26,7 @@ from multimodal_jax.models import factory
 from multimodal_jax.parallel import AXIS, as_varying
 
 LOSSES = ("softmax", "sigmoid")
+INIT_TOWERS = ("image", "all")  # what config.init_from initialises
 
 
 class TrainState(train_state.TrainState):
@@ -45,18 +46,38 @@ LOCKED_IMAGE_PARAMS = (("image_tower",), ("img_proj",))  # LiT: what lock_image_
 
 def create_state(config: ml_collections.ConfigDict, model, rng, pretrained: bool = True) -> TrainState:
     """Initialises params (on the host's default device) and the optimiser. ``init_from``
-    loads a pretrained image tower (unless ``pretrained=False``); ``lock_image_tower`` (LiT)
-    then trains only the text side."""
+    loads pretrained weights (unless ``pretrained=False``): the image tower alone, or with
+    ``init_towers="all"`` the whole model (both towers, projections, temperature: a published
+    CLIP to evaluate or fine-tune); ``lock_image_tower`` (LiT) then trains only the text side."""
     size = config.data.image_size
     images = jnp.zeros((1, size, size, 3), jnp.float32)
     tokens = jnp.zeros((1, config.tokenizer.max_len), jnp.int32)
     params = jax.jit(functools.partial(model.init, images=images, tokens=tokens))(rng)["params"]
     if pretrained and config.get("init_from"):
-        params = init_from.load_into(params, config.init_from, keep_fresh=(), at=("image_tower",))
+        params = _pretrained(params, config.init_from, config.get("init_towers", "image"))
     tx = optim.make_optimizer(config.optim, config.total_steps)
     if config.get("lock_image_tower", False):
         tx = optim.freeze(tx, optim.trainable_mask(params, LOCKED_IMAGE_PARAMS))
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def _pretrained(fresh: dict, spec: str, towers: str) -> dict:
+    """``fresh`` params with the image tower, or everything, from the weights ``spec`` names."""
+    if towers == "all":
+        return init_from.merge(fresh, init_from.load_two_tower(spec), keep_fresh=())
+    return init_from.merge(fresh, init_from.load_image_tower(spec), keep_fresh=(),
+                           at=("image_tower",))
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """The contrastive fields' values, before anything runs (``config_checks`` calls it)."""
+    if config.get("loss") not in LOSSES:
+        raise ValueError(f"config.loss={config.get('loss')!r} is unknown for the contrastive "
+                         f"task; choose one of {LOSSES}.")
+    towers = config.get("init_towers", "image")
+    if towers not in INIT_TOWERS:
+        raise ValueError(f"config.init_towers={towers!r}; choose one of {INIT_TOWERS}: 'image' "
+                         "starts the image tower from config.init_from, 'all' the whole model.")
 
 
 def contrastive_loss(out: dict[str, Any], loss: str):
