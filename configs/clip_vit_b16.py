@@ -59,8 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict(dict(
         embed_dim=512, dtype="bfloat16",
-        image=dict(variant="B/16", pool="tok", posemb="learn", pre_norm=True, act="quick_gelu",
-                   ln_eps=1e-5, remat_policy="dots_saveable"),
+        image=dict(variant="B/16", pool="tok", posemb="learn", pre_norm=True, patch_bias=False,
+                   act="quick_gelu", ln_eps=1e-5, remat_policy="dots_saveable"),  # as OpenAI's
         text=dict(width=512, depth=12, mlp_dim=2048, num_heads=8, max_len=77, causal=True,
                   pool="eos", act="quick_gelu", ln_eps=1e-5, remat_policy="dots_saveable")))
 
