@@ -19,11 +19,15 @@ def d_real(scores, kind: str):
     return jnp.mean(jax.nn.relu(1 - scores) if kind == "hinge" else jax.nn.softplus(-scores))
 
 
-def d_fake(scores, kind: str):
+def d_fake(scores, kind: str, weights=None):
     """D's loss on what must count as fake (generated images, mismatched captions):
-    ``relu(1 + s)`` (hinge) or ``softplus(s)``."""
+    ``relu(1 + s)`` (hinge) or ``softplus(s)``; with ``weights``, their weighted mean (0 where
+    no weight is positive)."""
     check_kind(kind)
-    return jnp.mean(jax.nn.relu(1 + scores) if kind == "hinge" else jax.nn.softplus(scores))
+    per_example = jax.nn.relu(1 + scores) if kind == "hinge" else jax.nn.softplus(scores)
+    if weights is None:
+        return jnp.mean(per_example)
+    return jnp.sum(weights * per_example) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def g_adversarial(scores, kind: str):

@@ -10,7 +10,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax import parallel
+from multimodal_jax import losses_gan, parallel
 from multimodal_jax.tasks import adversarial
 from tests import tiny_gan
 
@@ -148,3 +148,17 @@ def test_config_errors_are_clear():
     config.data.image_size = 24
     with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
         adversarial.check_config(config)
+
+
+def test_matching_term_counts_only_truly_mismatched_pairs():
+    """A borrowed condition equal to the example's own (same class, or same caption) is not a
+    mismatch: it gets no weight, and a batch of such pairs adds nothing to D's loss."""
+    labels = {"label": jnp.array([3, 3, 5, 3])}  # each borrows its predecessor's (rolled by 1)
+    np.testing.assert_array_equal(adversarial.truly_mismatched(labels), [0, 0, 1, 1])
+    tokens = {"tokens": jnp.array([[1, 2, 0], [1, 2, 0], [1, 3, 0]])}
+    np.testing.assert_array_equal(adversarial.truly_mismatched(tokens), [1, 0, 1])
+    scores = jnp.array([0.5, -2.0, 3.0, 0.0])
+    weights = adversarial.truly_mismatched(labels)
+    expected = (4.0 + 1.0) / 2  # hinge relu(1 + s) on the two weighted rows
+    assert float(losses_gan.d_fake(scores, "hinge", weights)) == pytest.approx(expected)
+    assert float(losses_gan.d_fake(scores, "hinge", jnp.zeros(4))) == 0.0

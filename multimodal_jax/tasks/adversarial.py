@@ -13,7 +13,8 @@ model in ``frozen``.
 2. one power iteration of spectral norm on the replicated D params: the same statistics on
    every device by construction (no data enters them);
 3. D step: hinge or non-saturating loss on real images (real), generated ones (fake) and real
-   ones with another example's condition (fake, ``matching_weight``), all through DiffAugment;
+   ones with another example's condition (fake, ``matching_weight``; only where that condition
+   really differs, ``truly_mismatched``), all through DiffAugment;
    lazy R1 on real images every ``r1_interval`` steps; gradients averaged over devices;
 4. G step against the updated D, plus ``align_weight`` x the cosine distance between the
    frozen contrastive model's embeddings of its image and of its caption;
@@ -202,6 +203,17 @@ def _noise(setup: Setup, rng, batch: dict):
     return jax.random.normal(rng, (batch["image"].shape[0], setup.z_dim))
 
 
+def truly_mismatched(batch: dict):
+    """1.0 for the examples whose borrowed condition (the previous example's, ``roll`` by 1)
+    really differs from their own, else 0.0: a neighbour with the same class, or the same
+    caption, would teach D to reject a correct pair. Compared by label where the batch has
+    one (the built-in dataset's (shape, colour) of object 1), else by the caption's tokens."""
+    own = batch["label"] if "label" in batch else batch["tokens"]
+    other = jnp.roll(own, 1, axis=0)
+    differs = own != other if own.ndim == 1 else jnp.any(own != other, axis=-1)
+    return differs.astype(jnp.float32)
+
+
 def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, keys, step):
     """This device's D loss and its parts (no collectives: the step averages). Real and
     generated images go through DiffAugment and D together, in one pass."""
@@ -217,7 +229,8 @@ def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, k
     real_scores, fake_scores, mismatch_scores = scores[:n], scores[n:], other_scores[:n]
     loss = losses_gan.d_real(real_scores, setup.loss) + losses_gan.d_fake(fake_scores, setup.loss)
     if setup.matching_weight:
-        loss += setup.matching_weight * losses_gan.d_fake(mismatch_scores, setup.loss)
+        loss += setup.matching_weight * losses_gan.d_fake(mismatch_scores, setup.loss,
+                                                          truly_mismatched(batch))
     r1 = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # same device-variance as the branch
     if setup.r1_gamma:
         def penalty():
