@@ -100,6 +100,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.condition.kind == "class" and g.align_weight:
         raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
                          "with); set it to 0 for config.condition.kind='class'.")
+    judge = config.get("evaluation", {}).get("encoder")
+    if judge and config.condition.kind == "text" and judge == config.condition.get("encoder"):
+        raise ValueError(f"config.evaluation.encoder={judge!r} is also the GAN's conditioning "
+                         "model (config.condition.encoder): metrics in the feature space that "
+                         "trained the GAN flatter it. Name another contrastive model.")
     diffaugment.check_policy(g.augment)
     if g.r1_gamma and g.r1_interval < 1:
         raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
