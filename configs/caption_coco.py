@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 5_000
     config.checkpoint_every_steps = 1_000
     config.keep_checkpoints = 3
+    config.prerequisites = ml_collections.ConfigDict()  # the tower comes from init_from
     config.init_from = ""  # e.g. "hf_clip:/path/to/clip-vit-base-patch16"
     config.lock_image_tower = False
     config.parallel_prediction = 0.0  # CapPa: 0.75

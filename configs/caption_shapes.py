@@ -1,10 +1,12 @@
 """Captioning on the built-in captioned-shapes dataset, from the image tower of a clip_shapes run.
 
-Run (after `python -m train --config configs/clip_shapes.py --workdir workdirs/clip_shapes`):
+Run (from nothing: configs/clip_shapes.py is trained first into WORKDIR/clip; or reuse the
+README's main-job run with --config.prerequisites.clip.workdir=workdirs/clip_shapes):
   python -m train --config configs/caption_shapes.py --workdir workdirs/caption_shapes
 Evaluate the latest checkpoint (one JSON line: caption/test/attr_acc_all, .../zeroshot_top1, ...):
   python -m train.evaluate --config configs/caption_shapes.py --workdir workdirs/caption_shapes
-Another tower: --config.init_from=workdir:DIR (or hf_clip:DIR with a matching model.image);
+Another tower: --config.prerequisites.clip.workdir=DIR (or hf_clip:DIR with a matching
+model.image);
 beam search: --config.decoding.method=beam; CapPa: --config.parallel_prediction=0.75.
 
 The clip_shapes ViT (width 128, depth 4, patch 8 on 32 px, MAP head), locked, feeds its MAP
@@ -18,6 +20,7 @@ on a 2-core CPU: README (captioning section).
 
 import ml_collections
 
+from configs import clip_shapes
 from multimodal_jax import optim
 
 
@@ -32,7 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 400
     config.keep_checkpoints = 2
     config.on_nonfinite = "skip"
-    config.init_from = "workdir:workdirs/clip_shapes"  # the image tower ("" = from scratch)
+    config.prerequisites = ml_collections.ConfigDict(dict(
+        clip=dict(workdir="", config=clip_shapes.get_config())))
+    config.init_from = "clip"  # the prerequisite's image tower ("" = from scratch)
     config.lock_image_tower = True  # train the decoder only (no backward pass through the ViT)
     config.parallel_prediction = 0.0  # share of examples trained by CapPa's parallel prediction
 

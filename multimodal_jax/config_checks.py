@@ -362,6 +362,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
         check_text_model(config)
     if "optim" in config:
         check_optim(config.optim)
-    if config.get("init_from"):
-        check_init_from(config.init_from)
+    if config.get("init_from") and config.init_from not in config.get("prerequisites", {}):
+        check_init_from(config.init_from)  # (a prerequisite's run is checked or trained first)
     check_data(config.data)

@@ -11,6 +11,7 @@ from multimodal_jax import checkpoint
 from multimodal_jax import config_checks
 from multimodal_jax import init_from
 from multimodal_jax import parallel
+from multimodal_jax import prerequisites
 from multimodal_jax import tasks
 
 
@@ -19,6 +20,7 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
     weights when it has none), with its ``step``. The state is laid out as training lays it
     out (``config.parallel``: mesh and FSDP rules)."""
     config_checks.validate(config, workdir)
+    config = prerequisites.resolve_init_from(config, workdir)
     has_checkpoint = init_from.has_checkpoint(workdir)
     if not has_checkpoint and not config.get("init_from"):
         raise FileNotFoundError(f"No checkpoints in {workdir!r}: train first with "

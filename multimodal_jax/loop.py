@@ -89,6 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     stopped = prerequisites.ensure(config, workdir, train_and_evaluate)  # config.prerequisites
     if stopped is not None:  # a prerequisite run was preempted: stop here too, rerun resumes
         return stopped
+    config = prerequisites.resolve_init_from(config, workdir)
     with preemption.PreemptionWatcher() as watcher:
         return _train(config, workdir, stop_at_step, watcher)
 

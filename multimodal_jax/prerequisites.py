@@ -7,8 +7,12 @@ A non-empty ``workdir`` names an existing run (``DIR`` / ``workdir:DIR``, or pub
 such as ``hf_clip:DIR`` where the reader accepts them) that is used as it is. Left empty, the
 run is trained with its own config into ``<this workdir>/<name>`` before this one starts (or
 finished there, if it was interrupted), so a config works from nothing.
+
+``config.init_from`` may name a prerequisite too (``init_from="clip"``): the run then starts
+from that prerequisite's weights (``resolve_init_from``).
 """
 
+import copy
 import logging
 import os
 
@@ -69,3 +73,14 @@ def ensure(config: ml_collections.ConfigDict, workdir: str, train) -> dict | Non
         if metrics.get("preempted"):
             return metrics
     return None
+
+
+def resolve_init_from(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+    """``config``, or where its ``init_from`` names a prerequisite, a copy whose ``init_from``
+    is that run's workdir (or the weights its ``workdir`` field gives)."""
+    spec = config.get("init_from", "")
+    if not spec or spec not in names(config):
+        return config
+    resolved = copy.deepcopy(config)
+    resolved.init_from = spec_of(config, workdir, spec)
+    return resolved

@@ -6,6 +6,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -25,6 +26,7 @@ def tiny_config(**overrides):
     """A captioner whose tower is shaped like ``clip_run``'s, on 16 px."""
     config = caption_shapes.get_config()
     config.init_from, config.lock_image_tower = "", False
+    config.prerequisites = ml_collections.ConfigDict()  # no clip_shapes run trained first
     config.total_steps, config.batch_size = 10, 16
     config.data.image_size = 16
     config.tokenizer.max_len = 8

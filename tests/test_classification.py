@@ -5,11 +5,13 @@ decay, LiT on the contrastive task, and a run end to end with ``train.evaluate``
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import vit_shapes
-from multimodal_jax import checkpoint, evaluate_checkpoint, init_from, loop, optim, parallel, tasks
+from multimodal_jax import (checkpoint, evaluate_checkpoint, init_from, loop, optim, parallel,
+                           prerequisites, tasks)
 from multimodal_jax.tasks import classification, contrastive
 from tests import tiny
 
@@ -164,9 +166,14 @@ def test_lit_locks_the_image_tower(clip_run):
 
 
 def test_finetune_then_evaluate_on_builtin_dataset(shapes_data_dir, tmp_path, clip_run):
-    """Fine-tuned from a CLIP workdir; once the run has its own checkpoint, resuming and
-    evaluating restore it without reading the pretrained weights again."""
-    config = tiny_config(init_from=f"workdir:{clip_run[0]}")
+    """Fine-tuned from a CLIP run named as a prerequisite (as configs/vit_shapes_finetune.py
+    does); once the run has its own checkpoint, resuming and evaluating restore it without
+    reading the pretrained weights again."""
+    config = tiny_config(init_from="clip")
+    config.prerequisites = ml_collections.ConfigDict(dict(
+        clip=dict(workdir=clip_run[0], config=tiny.tiny_contrastive_config())))
+    resolved = prerequisites.resolve_init_from(config, str(tmp_path))
+    assert resolved.init_from == clip_run[0] and config.init_from == "clip"
     config.data.name, config.data.data_dir = "captioned_shapes/tiny", shapes_data_dir
     config.num_classes = 64
     config.data.shuffle_buffer = 256
