@@ -10,8 +10,8 @@ memory again each step: the reference the cache must match). Every search is a
 id.
 
 ``generate(model, params, images, ...)`` is the one entry point, jitted (the model and the
-choices static): images in, caption rows in the tokenizer's layout out (``tokenizer.decode``
-turns them into strings).
+choices static): images in, caption rows in the tokenizer's layout out; ``caption(model,
+params, images, tokenizer)`` returns the strings.
 """
 
 import functools
@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from multimodal_jax.models import captioner
 
@@ -229,3 +230,13 @@ def make_generate(model, decoding_config, max_len: int, bos_id: Optional[int], e
                   use_cache=cfg.get("use_cache", True))
     rng = jax.random.key(seed)
     return lambda params, images: generate(model, params, images, rng=rng, **kwargs)[0]
+
+
+def caption(model, params, images, tokenizer, decoding_config=None, max_len: int = 16,
+            seed: int = 0) -> list[str]:
+    """The captions of a batch of images as strings: ``generate`` with the tokenizer's special
+    ids and ``decoding_config``'s choices (default greedy, with the cache), rows of ``max_len``
+    tokens, then ``tokenizer.decode``."""
+    fn = make_generate(model, decoding_config or {}, max_len, bos_id=tokenizer.bos_id,
+                       eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, seed=seed)
+    return list(tokenizer.decode(np.asarray(fn(params, images))))

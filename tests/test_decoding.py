@@ -130,3 +130,38 @@ def test_top_k_keeps_the_k_largest_and_bad_settings_are_refused():
     with pytest.raises(ValueError, match="decoding method"):
         decoding.generate(None, None, None, steps=2, bos_id=BOS, eos_id=EOS, pad_id=PAD,
                           method="nucleus")
+
+
+def test_prompt_logprobs_are_the_teacher_forced_log_likelihoods(model_and_params):
+    """Each (image, prompt) score equals minus the summed NLL of teacher forcing that prompt
+    on that image without a cache; 5 prompts in chunks of 2 exercise the padding and ordering."""
+    model, params = model_and_params
+    images = _images(3, seed=4)
+    rng = np.random.default_rng(5)
+    prompts = np.full((5, STEPS + 1), PAD, np.int32)
+    for row, length in zip(prompts, [1, 2, 3, 5, STEPS - 1]):
+        row[0], row[1:length + 1], row[length + 1] = BOS, rng.integers(3, VOCAB, length), EOS
+    got = np.asarray(decoding.prompt_logprobs(model, params, images, jnp.asarray(prompts),
+                                              bos_id=BOS, pad_id=PAD, chunk=2))
+    inputs, targets = captioner.inputs_and_targets(jnp.asarray(prompts), BOS, PAD)
+    want = np.zeros((3, 5))
+    for i in range(3):
+        logits = model.apply({"params": params}, jnp.repeat(images[i:i + 1], 5, axis=0), inputs)
+        want[i] = -np.asarray(decoding.token_losses(logits, targets, PAD)[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # float32, another summation order
+    assert len(np.unique(np.round(got, 3))) > 5  # the scores differ by image and prompt
+
+
+class _Tokenizer:
+    """Ids as strings, enough to check ``caption``'s wiring."""
+
+    bos_id, eos_id, pad_id = BOS, EOS, PAD
+
+    def decode(self, rows):
+        return [" ".join(str(t) for t in row if t not in (BOS, EOS, PAD)) for row in rows]
+
+
+def test_caption_gives_the_greedy_rows_as_strings(model_and_params, outputs):
+    model, params = model_and_params
+    texts = decoding.caption(model, params, _images(), _Tokenizer(), max_len=STEPS + 1)
+    assert texts == _Tokenizer().decode(outputs["greedy"][0])

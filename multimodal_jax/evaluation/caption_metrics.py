@@ -1,5 +1,5 @@
-"""Caption metrics against reference captions: corpus BLEU-4 and CIDEr-D, as the COCO caption
-evaluation (``pycocoevalcap``) computes them, in plain Python.
+"""Caption metrics against reference captions: corpus BLEU-4 and CIDEr-D with the formulas of
+the COCO caption evaluation (``pycocoevalcap``), in plain Python; its tokenisation differs.
 
 Texts are lower-cased and split into words, punctuation dropped (a simple stand-in for the
 PTB tokenizer the COCO toolkit runs first). Each candidate has one or more references.
