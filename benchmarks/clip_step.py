@@ -16,7 +16,7 @@ guard under the mesh driver (``jit(shard_map(...))`` with donated state).
 
 from benchmarks import common
 
-THREADS = common.set_threads()  # before torch / jax start their thread pools
+THREADS = common.set_threads(cpu_only=True)  # before torch / jax start; both on the CPU
 
 import functools  # noqa: E402
 import tempfile  # noqa: E402
@@ -95,32 +95,17 @@ def build(size: dict):
     return hf, tmp, make_batch(size)
 
 
-def measure(size: dict, rounds: int, steps: int, warmup: int) -> dict:
+def measure(name: str, size: dict, rounds: int, steps: int, warmup: int) -> dict:
     """Builds both sides of one size, checks their first steps agree, times them interleaved."""
     hf, tmp, batch = build(size)
     with tmp:
         ours, ours_first, flops = ours_side(tmp.name, batch)
-    theirs, torch_first = torch_side(hf, batch)
-    times = common.interleaved([ours, theirs], rounds, steps, warmup)
-    rates = {k: common.Rate.of(v, size["batch"]) for k, v in times.items()}
-    return {"ours": rates["ours"], "torch": rates["torch"], "flops": flops,
-            "first_loss": (ours_first["loss"], torch_first[0]),
-            "first_grad_norm": (ours_first["grad_norm"], torch_first[1])}
+    return common.time_pair(name, (ours, ours_first), torch_side(hf, batch), flops, size["batch"],
+                            rounds, steps, warmup)
 
 
 def main():
-    parser = common.base_parser(__doc__)
-    parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma list of {list(SIZES)}")
-    args = parser.parse_args()
-    common.torch_threads(THREADS)
-    rounds, steps, warmup = common.timing_args(args)
-    figures, rows = {"threads": THREADS, "rounds": rounds, "steps_per_round": steps}, []
-    for name in args.sizes.split(","):
-        r = measure(SIZES[name], rounds, steps, warmup)
-        figures.update(common.comparison_figures(name, r))
-        rows.append(common.comparison_row(name, SIZES[name]["batch"], r))
-    common.print_table(common.COMPARISON_HEADER, rows)
-    common.emit(figures)
+    common.comparison_main(__doc__, THREADS, SIZES, measure)
 
 
 if __name__ == "__main__":

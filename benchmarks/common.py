@@ -22,10 +22,13 @@ from typing import Any, Callable, Sequence
 THREADS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def set_threads(threads: int | None = None) -> int:
+def set_threads(threads: int | None = None, cpu_only: bool = False) -> int:
     """Gives every framework the same number of threads: all the cores this process may use
     (or ``threads``). Call before importing torch. XLA's CPU client sizes its intra-op pool to
-    the cores in the process's affinity mask, so JAX gets them all without a flag."""
+    the cores in the process's affinity mask, so JAX gets them all without a flag.
+    ``cpu_only`` keeps JAX on the CPU too (the PyTorch side of a comparison runs there)."""
+    if cpu_only:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
     threads = threads or len(os.sched_getaffinity(0))
     for name in THREADS_ENV:
         os.environ[name] = str(threads)
@@ -322,6 +325,46 @@ def comparison_figures(name: str, r: dict) -> dict[str, float]:
                 abs(r["first_grad_norm"][0] / r["first_grad_norm"][1] - 1)}
 
 
+def check_same_start(name: str, r: dict, loss_rtol: float = 1e-4, norm_rtol: float = 1e-3) -> None:
+    """Stops the script when the two sides' first-step losses or gradient norms disagree: then
+    they are not the same model on the same batch, and their speeds cannot be compared."""
+    (ours, theirs), (g_ours, g_theirs) = r["first_loss"], r["first_grad_norm"]
+    if abs(ours - theirs) > loss_rtol * abs(theirs) or abs(g_ours / g_theirs - 1) > norm_rtol:
+        raise SystemExit(f"{name}: the first steps disagree (loss {ours:.6g} vs {theirs:.6g}, "
+                         f"grad norm {g_ours:.6g} vs {g_theirs:.6g}): the two sides are not the "
+                         "same computation, so their speeds are not comparable.")
+
+
+def time_pair(name: str, ours: tuple, theirs: tuple, flops: dict, batch: int, rounds: int,
+              steps: int, warmup: int) -> dict:
+    """Checks that both sides start alike (``ours = (Side, first metrics)``, ``theirs = (Side,
+    (loss, grad norm))``), then times them interleaved: ``{"ours", "torch"}`` rates and the
+    figures ``comparison_figures`` reads."""
+    (our_side, our_first), (their_side, their_first) = ours, theirs
+    r = {"flops": flops, "first_loss": (our_first["loss"], their_first[0]),
+         "first_grad_norm": (our_first["grad_norm"], their_first[1])}
+    check_same_start(name, r)
+    times = interleaved([our_side, their_side], rounds, steps, warmup)
+    return {**r, **{k: Rate.of(v, batch) for k, v in times.items()}}
+
+
+def comparison_main(doc: str, threads: int, sizes: dict, measure: Callable) -> None:
+    """A side-by-side script's command line: ``--sizes`` of ``sizes``, each run by
+    ``measure(name, size, rounds, steps, warmup)``; prints the table and the JSON line."""
+    parser = base_parser(doc)
+    parser.add_argument("--sizes", default=",".join(sizes), help=f"comma list of {list(sizes)}")
+    args = parser.parse_args()
+    torch_threads(threads)
+    rounds, steps, warmup = timing_args(args)
+    figures, rows = {"threads": threads, "rounds": rounds, "steps_per_round": steps}, []
+    for name in args.sizes.split(","):
+        r = measure(name, sizes[name], rounds, steps, warmup)
+        figures.update(comparison_figures(name, r))
+        rows.append(comparison_row(name, sizes[name]["batch"], r))
+    print_table(COMPARISON_HEADER, rows)
+    emit(figures)
+
+
 def comparison_row(name: str, batch: int, r: dict) -> tuple:
     """Table row of one size of a side-by-side run."""
     return (name, batch, str(r["ours"]), str(r["torch"]),
@@ -340,7 +383,8 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def emit(figures: dict[str, Any]) -> None:
-    """The last line of every script: one JSON object with its figures and the machine."""
-    out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}
+    """The last line of every script: one JSON object with its figures (5 significant digits,
+    so small differences stay visible) and the machine."""
+    out = {k: (float(f"{v:.5g}") if isinstance(v, float) else v) for k, v in figures.items()}
     out.update({f"machine/{k}": v for k, v in machine().items()})
     print(json.dumps(out), flush=True)

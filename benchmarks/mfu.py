@@ -92,7 +92,8 @@ def main():
         task, size_name = spec.split(":")
         side, flops, batch = build_step(task, size_name, None if on_cpu else jnp.bfloat16)
         times = common.interleaved([side, matmul], rounds, steps, warmup)
-        achieved = [flops["analytic"] / t for t in times[side.name]]
+        # Per device: the step runs over every device, the matmul peak is one device's.
+        achieved = [flops["analytic"] / t / jax.device_count() for t in times[side.name]]
         peaks = [matmul_flop / t for t in times[matmul.name]]
         mfus = [a / (nominal or p) for a, p in zip(achieved, peaks)]
         name = f"{task}_{size_name}"
