@@ -8,7 +8,7 @@ TFDS dataset (``name``, ``image_key``, ``text_key``) for a web-scale run. Tokeni
 BPE vocabulary file (``bpe_simple_vocab_16e6.txt.gz``) at ``config.tokenizer.path``.
 
 Run (the same command on every host of a TPU slice; on a GPU node, one process; see README):
-  python -m train --config configs/clip_vit_b16.py --workdir gs://BUCKET/clip_b16 \
+  python -m train --config configs/clip_vit_b16.py --workdir /mnt/shared/clip_b16 \
       --config.data.data_dir=$DATA --config.tokenizer.path=$BPE
 Evaluate: python -m train.evaluate --config configs/clip_vit_b16.py --workdir ... (same flags)
 

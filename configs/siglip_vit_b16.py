@@ -6,7 +6,7 @@ dataset for a real run). Tokenizer: a 32k SentencePiece model at ``config.tokeni
 (or leave it empty to train one on the training captions, as the built-in dataset does).
 
 Run (the same command on every host of the slice; see README):
-  python -m train --config configs/siglip_vit_b16.py --workdir gs://BUCKET/siglip_b16 \
+  python -m train --config configs/siglip_vit_b16.py --workdir /mnt/shared/siglip_b16 \
       --config.data.data_dir=$DATA --config.tokenizer.path=$SPM
 
 Scale (stated, NOT MEASURED on accelerators: no TPU/GPU was available when it was written):

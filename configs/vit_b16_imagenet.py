@@ -4,10 +4,10 @@ For a TPU pod slice (v3-32 / v4-16 or larger) or a GPU node (8x A100/H100); not 
 Prepare the dataset once (manual download of the ILSVRC-2012 tars into $MANUAL):
   tfds build imagenet2012 --data_dir=$DATA --manual_dir=$MANUAL
 Run (every host of the slice runs the same command; the global batch is split over them):
-  python -m train --config configs/vit_b16_imagenet.py --workdir gs://BUCKET/vit_b16_i1k \
+  python -m train --config configs/vit_b16_imagenet.py --workdir /mnt/shared/vit_b16_i1k \
       --config.data.data_dir=$DATA
 Evaluate (prints classification/validation/top1, top5, loss):
-  python -m train.evaluate --config configs/vit_b16_imagenet.py --workdir gs://BUCKET/vit_b16_i1k \
+  python -m train.evaluate --config configs/vit_b16_imagenet.py --workdir /mnt/shared/vit_b16_i1k \
       --config.data.data_dir=$DATA
 
 Recipe (Touvron et al. 2021, "Training data-efficient image transformers", DeiT-B): global

@@ -330,6 +330,10 @@ def check_workdir(workdir: str) -> None:
     """The workdir is a folder, or can become one, that this process can write (probed with a
     nameless temporary file: permission bits alone do not tell, e.g. for root)."""
     _check(bool(workdir), "The workdir is empty: pass --workdir DIR.")
+    _check("://" not in workdir,
+           f"The workdir {workdir!r} is a URL; checkpoints, metrics and pictures are written "
+           "through the file system, so give a path on a file system every host mounts (e.g. a "
+           "GCS bucket through gcsfuse at /mnt/shared, or NFS).")
     parent = os.path.abspath(workdir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)

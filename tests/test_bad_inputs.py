@@ -116,6 +116,7 @@ CASES = [
      None, "holds no checkpoints/ folder"),
     ("unwritable workdir", None, "/proc/multimodal_jax_workdir", "cannot be written"),
     ("workdir under a file", None, "a_file/run", "is a file"),
+    ("workdir as a URL", None, "gs://bucket/run", "give a path on a file system every host mounts"),
 ]
 
 
