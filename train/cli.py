@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
+import jax
 import numpy as np
 from absl import flags
 from absl import logging as absl_logging
@@ -27,10 +28,12 @@ BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
 
 
 def setup_process() -> None:
-    """Our progress at INFO on stderr, libraries' chatter (Orbax, TFDS) at WARNING only;
-    TensorFlow kept off accelerators."""
+    """Our progress at INFO on stderr (process 0; the others report warnings and errors
+    only), libraries' chatter (Orbax, TFDS) at WARNING only; TensorFlow kept off accelerators.
+    Call it after ``jax.distributed`` is initialised."""
     absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("multimodal_jax").setLevel(logging.INFO)
+    logging.getLogger("multimodal_jax").setLevel(
+        logging.INFO if jax.process_index() == 0 else logging.WARNING)
     pipeline.hide_accelerators_from_tf()
 
 

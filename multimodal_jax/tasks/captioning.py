@@ -5,7 +5,9 @@ A ViT image tower (optionally from a contrastive run, ``config.init_from``, and 
 (``models/captioner.py``), trained with teacher-forced cross-entropy over the caption tokens,
 padding masked. ``config.parallel_prediction = f`` trains a share ``f`` of the examples with
 CapPa's parallel prediction instead: all decoder inputs are the mask token, attention is not
-causal, so every token is predicted from the image alone.
+causal, so every token is predicted from the image alone. (Padding is masked out of the loss
+for both objectives; in parallel-prediction rows the pad positions are still mask tokens that
+the others attend to, so there the loss depends on ``tokenizer.max_len``, as in CapPa.)
 
 ``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
 ``"data"`` axis (``parallel.py``): the loss is the mean over the *global* batch's target
