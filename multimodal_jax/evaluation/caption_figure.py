@@ -4,30 +4,12 @@ not judged) and the reference caption in grey below, drawn with PIL only."""
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from multimodal_jax.evaluation.figures import default_font, wrap_text
 
 _WHITE, _BLACK, _GREY = (255, 255, 255), (20, 20, 20), (120, 120, 120)
 _GREEN, _RED, _LIGHT = (0, 128, 40), (200, 25, 25), (215, 215, 215)
-
-
-def _font(size: int):
-    """PIL's default font at ``size`` px (a fixed bitmap font on Pillow < 10.1)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-
-def _wrap(text: str, font, width: float) -> list[str]:
-    """Greedy word wrap to ``width`` px."""
-    lines, line = [], ""
-    for word in text.split():
-        candidate = f"{line} {word}" if line else word
-        if line and font.getlength(candidate) > width:
-            lines.append(line)
-            candidate = word
-        line = candidate
-    return lines + [line]
 
 
 def write(images_uint8, generated: Sequence[str], references: Sequence[str], path: str,
@@ -42,8 +24,8 @@ def write(images_uint8, generated: Sequence[str], references: Sequence[str], pat
                          f"{len(references)} references.")
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}.")
-    font, line_h, pad = _font(font_size), int(font_size * 1.35), 10
-    cells = [(_wrap(g, font, cell_width), _wrap("true: " + r, font, cell_width))
+    font, line_h, pad = default_font(font_size), int(font_size * 1.35), 10
+    cells = [(wrap_text(g, font, cell_width), wrap_text("true: " + r, font, cell_width))
              for g, r in zip(generated, references)]
     cell_h = image_size + 6 + line_h * max(len(a) + len(b) for a, b in cells) + 4
     columns = max(1, min(columns, n))
@@ -53,7 +35,7 @@ def write(images_uint8, generated: Sequence[str], references: Sequence[str], pat
                                title_h + rows * (cell_h + pad) + pad), _WHITE)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((pad, pad // 2), title, fill=_BLACK, font=_font(int(font_size * 1.2)))
+        draw.text((pad, pad // 2), title, fill=_BLACK, font=default_font(int(font_size * 1.2)))
     for i, (gen_lines, ref_lines) in enumerate(cells):
         x = pad + (i % columns) * (cell_width + pad)
         y = title_h + pad + (i // columns) * (cell_h + pad)

@@ -18,7 +18,7 @@ _BLUES = np.array([(255, 255, 255), (222, 235, 247), (158, 202, 225), (66, 146, 
 _EMPTY_ROW = (236, 236, 236)
 
 
-def _font(size: int):
+def default_font(size: int):
     """PIL's default font at `size` px (a fixed small bitmap font on Pillow < 10.1)."""
     try:
         return ImageFont.load_default(size=size)
@@ -40,8 +40,9 @@ def _split_word(word: str, font, width: float) -> List[str]:
     return pieces + [word]
 
 
-def _wrap(text: str, font, width: float) -> List[str]:
-    """Greedy word wrap to `width` pixels; a word longer than a line is split by characters."""
+def wrap_text(text: str, font, width: float, max_lines: Optional[int] = None) -> List[str]:
+    """Greedy word wrap to `width` pixels; a word longer than a line is split by characters.
+    With `max_lines`, the lines after it are dropped and the last kept one ends in an ellipsis."""
     lines, line = [], ""
     for word in (p for w in text.split() for p in _split_word(w, font, width)):
         candidate = f"{line} {word}" if line else word
@@ -49,7 +50,11 @@ def _wrap(text: str, font, width: float) -> List[str]:
             lines.append(line)
             candidate = word
         line = candidate
-    return lines + [line]
+    lines.append(line)
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][:-1] + "…"
+    return lines
 
 
 def to_uint8(images, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -92,12 +97,12 @@ def _cell_lines(caption: str, retrieved: Sequence[str], correct: Sequence[bool],
                 width: float, indent: float) -> List[Tuple[str, str, float, Optional[bool]]]:
     """The cell's text as (kind, text, x offset, correct) lines, wrapped to the cell width."""
     lines = [("label", "caption", 0.0, None)]
-    lines += [("caption", t, 0.0, None) for t in _wrap(caption, font, width)]
+    lines += [("caption", t, 0.0, None) for t in wrap_text(caption, font, width)]
     lines.append(("label", f"top-{len(retrieved)} retrieved", 0.0, None))
     for rank, (text, ok) in enumerate(zip(retrieved, correct), 1):
         number = f"{rank}. "
         hang = _text_width(font, number)  # continuation lines line up with the text, not the number
-        wrapped = _wrap(text, font, width - indent - hang)
+        wrapped = wrap_text(text, font, width - indent - hang)
         kind = "hit" if ok else "miss"
         lines.append((kind, number + wrapped[0], indent, bool(ok)))
         lines += [(kind, t, indent + hang, None) for t in wrapped[1:]]
@@ -121,7 +126,7 @@ def retrieval_grid(images, captions: Sequence[str], retrieved: Sequence[Sequence
             raise ValueError(f"Image {i}: {len(r)} retrieved captions but {len(c)} correct flags.")
     if n == 0:
         raise ValueError("retrieval_grid got no images.")
-    font, small = _font(font_size), _font(max(8, font_size - 2))
+    font, small = default_font(font_size), default_font(max(8, font_size - 2))
     line_h, pad = int(font_size * 1.35), 12
     cell_width = max(cell_width, image_size)
     indent = font_size * 1.4
@@ -139,7 +144,7 @@ def retrieval_grid(images, captions: Sequence[str], retrieved: Sequence[Sequence
     canvas = Image.new("RGB", (width, height), _WHITE)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((pad + 4, pad), title, fill=_BLACK, font=_font(int(font_size * 1.3)))
+        draw.text((pad + 4, pad), title, fill=_BLACK, font=default_font(int(font_size * 1.3)))
     y0 = title_h + pad
     for row, h in zip(rows, row_h):
         for col, i in enumerate(row):
@@ -198,8 +203,8 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
     if c == 0:
         raise ValueError("confusion_matrix_png got no classes.")
     cell = cell or int(np.clip(900 // c, 14, 48))
-    font = _font(int(np.clip(cell - 2, 10, 14)))
-    big, title_font = _font(15), _font(18)
+    font = default_font(int(np.clip(cell - 2, 10, 14)))
+    big, title_font = default_font(15), default_font(18)
     row_sums = matrix.sum(axis=1, keepdims=True)
     fraction = np.divide(matrix, row_sums, out=np.zeros_like(matrix), where=row_sums > 0)
 
@@ -215,13 +220,13 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
     top = pad + 52
     grid = c * cell
     bar_h = max(grid, 220)  # the colour bar keeps readable ticks even for a few classes
-    width = max(left + grid + pad + 20 + bar_w + 64, pad * 2 + int(_font(12).getlength(sub)))
+    width = max(left + grid + pad + 20 + bar_w + 64, pad * 2 + int(default_font(12).getlength(sub)))
     height = max(top + grid + 6 + label_w + 28, top + bar_h) + pad
 
     canvas = Image.new("RGB", (width, height), _WHITE)
     draw = ImageDraw.Draw(canvas)
     draw.text((pad, pad), header, fill=_BLACK, font=title_font)
-    draw.text((pad, pad + 26), sub, fill=_GREY, font=_font(12))
+    draw.text((pad, pad + 26), sub, fill=_GREY, font=default_font(12))
 
     # Heat map: one block per cell, upscaled with nearest neighbour.
     rgb = _colour(fraction ** gamma)
@@ -263,7 +268,7 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
     ramp = np.linspace(1.0, 0.0, bar_h)[:, None]
     canvas.paste(Image.fromarray(np.repeat(_colour(ramp), bar_w, axis=1)), (bx, top))
     draw.rectangle([bx - 1, top - 1, bx + bar_w, top + bar_h], outline=_GREY)
-    tick_font = _font(11)
+    tick_font = default_font(11)
     for value in (0.0, 0.05, 0.25, 0.5, 1.0):
         y = top + (1.0 - value ** gamma) * (bar_h - 1)
         draw.line([(bx + bar_w, y), (bx + bar_w + 4, y)], fill=_GREY)

@@ -3,32 +3,11 @@
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from multimodal_jax.evaluation.figures import default_font, wrap_text
 
 _WHITE, _BLACK = (255, 255, 255), (30, 30, 30)
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed small bitmap font
-        return ImageFont.load_default()
-
-
-def _wrap(text: str, font, width: float, max_lines: int) -> list[str]:
-    """Greedy word wrap to ``width`` px, at most ``max_lines`` lines (the last one cut)."""
-    lines, line = [], ""
-    for word in text.split():
-        candidate = f"{line} {word}" if line else word
-        if line and font.getlength(candidate) > width:
-            lines.append(line)
-            candidate = word
-        line = candidate
-    lines.append(line)
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = lines[-1][:-1] + "…"
-    return lines
 
 
 def write(images_uint8, captions: Sequence[str], path: str, columns: int = 8,
@@ -39,7 +18,7 @@ def write(images_uint8, captions: Sequence[str], path: str, columns: int = 8,
     n = len(images)
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
-    font, pad = _font(font_size), 4
+    font, pad = default_font(font_size), 4
     text_h = text_lines * (font_size + 2) + pad
     canvas = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + text_h + pad) + pad), _WHITE)
     draw = ImageDraw.Draw(canvas)
@@ -47,6 +26,6 @@ def write(images_uint8, captions: Sequence[str], path: str, columns: int = 8,
         x = pad + (i % columns) * (cell + pad)
         y = pad + (i // columns) * (cell + text_h + pad)
         canvas.paste(Image.fromarray(image).resize((cell, cell), Image.NEAREST), (x, y))
-        for j, line in enumerate(_wrap(caption, font, cell, text_lines)):
+        for j, line in enumerate(wrap_text(caption, font, cell, text_lines)):
             draw.text((x, y + cell + 2 + j * (font_size + 2)), line, fill=_BLACK, font=font)
     canvas.save(path)
