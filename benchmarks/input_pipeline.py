@@ -155,6 +155,7 @@ def main():
     parser.add_argument("--imagenet-batch", type=int, default=16,
                         help="batch of the ViT-B/16 step at 224 px (the config's 1024 is for pods)")
     args = parser.parse_args()
+    pipeline.hide_accelerators_from_tf()  # before TensorFlow's first op: its GPUs stay JAX's
     rounds, steps, warmup = common.timing_args(args)
     figures, rows = {"rounds": rounds, "steps_per_round": steps}, []
     with tempfile.TemporaryDirectory() as workdir:
