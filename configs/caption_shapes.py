@@ -6,16 +6,19 @@ README's main-job run with --config.prerequisites.clip.workdir=workdirs/clip_sha
 Evaluate the latest checkpoint (one JSON line: caption/test/attr_acc_all, .../zeroshot_top1, ...):
   python -m train.evaluate --config configs/caption_shapes.py --workdir workdirs/caption_shapes
 Another tower: --config.prerequisites.clip.workdir=DIR (or hf_clip:DIR with a matching
-model.image);
-beam search: --config.decoding.method=beam; CapPa: --config.parallel_prediction=0.75.
+model.image); beam search: --config.decoding.method=beam; CapPa:
+--config.parallel_prediction=0.75.
 
-The clip_shapes ViT (width 128, depth 4, patch 8 on 32 px, MAP head), locked, feeds its MAP
-vector and patch tokens to a 3-layer Transformer decoder (width 128) trained with teacher-forced
-cross-entropy, SentencePiece trained on the captions. Greedy decoding with a KV cache; the
-generated captions are read back (shape, colour, size, position words, synonyms included) and
-compared with the images; class prompts are scored by their likelihood for generative zero-shot
-on single-object images (the contrastive model's zero-shot set). Measured figures and wall time
-on a 2-core CPU: README (captioning section).
+The clip_shapes ViT (width 128, depth 4, patch 8 on 32 px, MAP head), tuned with the decoder,
+feeds its MAP vector and patch tokens to a 3-layer Transformer decoder (width 128) trained with
+teacher-forced cross-entropy for 800 steps of batch 256, SentencePiece trained on the captions.
+Greedy decoding with a KV cache; the generated captions are read back (shape, colour, size,
+position words, synonyms included) and compared with the images; class prompts are scored by
+their likelihood for generative zero-shot on single-object images (the contrastive model's
+zero-shot set). Measured on a 2-core CPU (README, captioning): shape and colour right together
+in 92.8% of test captions, generative zero-shot 99.6%, in about 11 minutes. With the tower
+locked (--config.lock_image_tower=True; faster steps) the contrastive features bind colours to
+the wrong shape in two-object images more often: 83.3%.
 """
 
 import ml_collections
@@ -38,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.prerequisites = ml_collections.ConfigDict(dict(
         clip=dict(workdir="", config=clip_shapes.get_config())))
     config.init_from = "clip"  # the prerequisite's image tower ("" = from scratch)
-    config.lock_image_tower = True  # train the decoder only (no backward pass through the ViT)
+    config.lock_image_tower = False  # True: train the decoder only (no backward pass through the ViT)
     config.parallel_prediction = 0.0  # share of examples trained by CapPa's parallel prediction
 
     config.data = ml_collections.ConfigDict(dict(
