@@ -1,7 +1,7 @@
 """Captioning on the built-in captioned-shapes dataset, from the image tower of a clip_shapes run.
 
-Run (from nothing: configs/clip_shapes.py is trained first into WORKDIR/clip; or reuse the
-README's main-job run with --config.prerequisites.clip.workdir=workdirs/clip_shapes):
+Run (from nothing: clip_shapes.prerequisite_config(), 600 steps, is trained first into
+WORKDIR/clip; or reuse such a run with --config.prerequisites.clip.workdir=DIR):
   python -m train --config configs/caption_shapes.py --workdir workdirs/caption_shapes
 Evaluate the latest checkpoint (one JSON line: caption/test/attr_acc_all, .../zeroshot_top1, ...):
   python -m train.evaluate --config configs/caption_shapes.py --workdir workdirs/caption_shapes
@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 2
     config.on_nonfinite = "skip"
     config.prerequisites = ml_collections.ConfigDict(dict(
-        clip=dict(workdir="", config=clip_shapes.get_config())))
+        clip=dict(workdir="", config=clip_shapes.prerequisite_config())))
     config.init_from = "clip"  # the prerequisite's image tower ("" = from scratch)
     config.lock_image_tower = False  # True: train the decoder only (no backward pass through the ViT)
     config.parallel_prediction = 0.0  # share of examples trained by CapPa's parallel prediction

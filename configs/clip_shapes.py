@@ -6,10 +6,12 @@ Evaluate the latest checkpoint:
   python -m train.evaluate --config configs/clip_shapes.py --workdir workdirs/clip_shapes
 
 A ViT (width 128, depth 4, patch 8 on 32 px, MAP pooling) and a 3-layer causal text
-Transformer (SentencePiece trained on the captions) trained for 600 steps of batch 256 with
-the softmax contrastive loss: about 4-5 minutes on a 2-core CPU. Measured (README table):
-zero-shot top-1 ~99% on the test split, ~80% on held-out (shape, colour) compositions never
-seen in training. ``--config.loss=sigmoid`` trains SigLIP instead.
+Transformer (SentencePiece trained on the captions) trained for 400 steps of batch 256 with
+the softmax contrastive loss: about 6 minutes on a 2-core CPU, dataset preparation included.
+Measured (README table): zero-shot top-1 96% on the test split, 68% on held-out
+(shape, colour) compositions never seen in training. ``--config.loss=sigmoid`` trains SigLIP
+instead. ``prerequisite_config()`` is the longer run (600 steps) that captioning, fine-tuning
+and the GAN start from.
 """
 
 import ml_collections
@@ -22,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.task = "contrastive"
     config.loss = "softmax"
     config.seed = 0
-    config.total_steps = 600
+    config.total_steps = 400
     config.batch_size = 256  # global, over all devices and processes
     config.log_every_steps = 50
     config.eval_every_steps = 200
@@ -64,4 +66,12 @@ def get_config() -> ml_collections.ConfigDict:
         class_names="builtin",  # the dataset's label names
         retrieval_split="test", retrieval_examples=1000,
         retrieval_same_text_matches=True))  # identical captions count as the same text
+    return config
+
+
+def prerequisite_config() -> ml_collections.ConfigDict:
+    """The 600-step run that captioning, fine-tuning and the GAN read (their README figures were
+    measured on it): ``--config.total_steps=600`` of the main job."""
+    config = get_config()
+    config.total_steps = 600
     return config

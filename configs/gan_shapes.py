@@ -8,8 +8,8 @@ gan/attr_acc_color, gan/attr_acc_shape, ... and the untrained generator's gan/un
 
 Prerequisites (``config.prerequisites``; give ``--config.prerequisites.NAME.workdir=DIR`` to use
 an existing run instead of training one into ``WORKDIR/NAME``):
-  clip          configs/clip_shapes.py: its frozen text tower embeds the captions G and D are
-                conditioned on, its image tower gives G the CLIP-alignment loss.
+  clip          configs/clip_shapes.py at 600 steps: its frozen text tower embeds the captions G
+                and D are conditioned on, its image tower gives G the CLIP-alignment loss.
   eval_encoder  a second CLIP (another seed, a smaller image tower, fewer steps) that never
                 trains the GAN: the feature space of fd_clip / kid_clip / precision / recall
                 and the CLIP score.
@@ -31,7 +31,7 @@ from configs import vit_shapes
 
 def prerequisite_configs() -> ml_collections.ConfigDict:
     """The runs the GAN reads, each trained into WORKDIR/<name> unless its workdir is given."""
-    clip = clip_shapes.get_config()
+    clip = clip_shapes.prerequisite_config()
     eval_encoder = clip_shapes.get_config()  # another seed, a smaller image tower
     eval_encoder.seed = 1
     eval_encoder.total_steps = 300
