@@ -10,7 +10,7 @@ import os
 import pytest
 
 from multimodal_jax import evaluate_checkpoint, loop, prerequisites
-from tests import tiny_gan
+from tests import test_train_loop, tiny_gan
 from train import cli
 
 KEYS = ("gan/fd_clip", "gan/kid_clip", "gan/precision_clip", "gan/recall_clip", "gan/clip_score",
@@ -64,3 +64,14 @@ def test_a_given_prerequisite_workdir_must_hold_a_checkpoint(tmp_path):
     config.prerequisites.clip.workdir = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         prerequisites.ensure(config, str(tmp_path), lambda *a: pytest.fail("trained"))
+
+
+def test_a_stopped_and_resumed_gan_ends_bitwise_equal(text_run, shapes_data_dir, tmp_path):
+    """Noise, DiffAugment and lazy R1 follow the step (keys ``fold_in(step)``), so a GAN run
+    stopped and resumed ends with the parameters (G, D and the EMA G) of one never stopped."""
+    _, text_workdir, _ = text_run
+    config = tiny_gan.tiny_gan_config(shapes_data_dir, kind="class")
+    for name in ("eval_encoder", "classifier"):
+        config.prerequisites[name].workdir = os.path.join(text_workdir, name)
+    config.update(total_steps=4, checkpoint_every_steps=2, eval_every_steps=4)
+    test_train_loop.assert_resume_equals_straight(config, tmp_path, stop_at_step=2)

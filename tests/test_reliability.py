@@ -294,7 +294,7 @@ def test_sigterm_on_one_host_stops_every_host_at_the_same_step(tmp_path, service
             assert any(line.strip() == "ready" for line in lines), host.communicate()[0]
         time.sleep(0.5)
         hosts[1].send_signal(signal.SIGTERM)
-        outputs = [host.communicate(timeout=120)[0] for host in hosts]
+        outputs = [host.communicate(timeout=300)[0] for host in hosts]
     finally:
         for host in hosts:
             host.kill()

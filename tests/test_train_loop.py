@@ -1,5 +1,6 @@
 """The training loop end to end on the built-in dataset: a run stopped and resumed ends
-bitwise-equal to one that never stopped; metrics, TensorBoard events and a picture appear."""
+bitwise-equal to one that never stopped (the contrastive task, and classification with mixup /
+CutMix, whose random keys must resume too); metrics, TensorBoard events and a picture appear."""
 
 import json
 import os
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 
 from multimodal_jax import checkpoint, loop, parallel, tasks
-from tests import tiny
+from tests import tiny, tiny_gan
 
 
 def _final_params(config, workdir):
@@ -21,17 +22,25 @@ def _final_params(config, workdir):
     return int(state.step), jax.device_get(state.params)
 
 
-def test_resume_is_bitwise_equal_to_uninterrupted(shapes_data_dir, tmp_path):
-    config = tiny.tiny_shapes_config(shapes_data_dir)
+def assert_resume_equals_straight(config, tmp_path, stop_at_step: int) -> dict:
+    """Trains ``config`` straight through and with a stop at ``stop_at_step`` then a resume;
+    the final parameters must be bitwise equal. Returns the straight run's metrics."""
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     metrics = loop.train_and_evaluate(config, straight)
-    stopped = loop.train_and_evaluate(config, resumed, stop_at_step=4)
-    assert stopped["step"] == 4
+    stopped = loop.train_and_evaluate(config, resumed, stop_at_step=stop_at_step)
+    assert stopped["step"] == stop_at_step
     loop.train_and_evaluate(config, resumed)
     step_a, params_a = _final_params(config, straight)
     step_b, params_b = _final_params(config, resumed)
     assert step_a == step_b == config.total_steps
     jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+    return metrics
+
+
+def test_resume_is_bitwise_equal_to_uninterrupted(shapes_data_dir, tmp_path):
+    config = tiny.tiny_shapes_config(shapes_data_dir)
+    metrics = assert_resume_equals_straight(config, tmp_path, stop_at_step=4)
+    straight = str(tmp_path / "straight")
 
     assert metrics["step"] == config.total_steps
     for key in ("zeroshot/test/top1", "zeroshot/heldout/top1", "retrieval/test/i2t_r1",
@@ -42,3 +51,11 @@ def test_resume_is_bitwise_equal_to_uninterrupted(shapes_data_dir, tmp_path):
     assert os.listdir(os.path.join(straight, "tensorboard"))
     pictures = os.listdir(os.path.join(straight, "pictures"))
     assert any(p.endswith(".png") for p in pictures)
+
+
+def test_classification_with_random_mixing_resumes_bitwise(shapes_data_dir, tmp_path):
+    """Mixup / CutMix draw from the step's key: a resumed run draws what the straight one did."""
+    config = tiny_gan.tiny_classifier_config(shapes_data_dir)
+    config.update(total_steps=6, checkpoint_every_steps=3, log_every_steps=3, eval_every_steps=6)
+    config.mix.kind = "both"
+    assert_resume_equals_straight(config, tmp_path, stop_at_step=3)
