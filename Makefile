@@ -22,4 +22,4 @@ evaluate: setup
 	$(PY) -m train.evaluate --config configs/clip_shapes.py --workdir $(WORKDIR)
 
 test: setup
-	$(PY) -m pytest -q -n 2 --durations=15 tests
+	$(PY) -m pytest -q tests
