@@ -6,7 +6,7 @@ Run (figures in README.md, "Performance"):
   python -m benchmarks.clip_step --sizes tiny --rounds 9
 
 One ``transformers.CLIPConfig`` per size builds the PyTorch model; ours is imported from its
-``save_pretrained`` directory by ``convert.load_hf_clip``, so both have the same architecture
+``save_pretrained`` directory by ``pretrained.load_hf_clip``, so both have the same architecture
 (quick_gelu, eps 1e-5, causal text tower, no projection bias) and the same starting weights,
 and the script checks that their first-step losses and gradient norms agree. Both take the
 same batch and run forward, backward, clipping to global norm 1 and AdamW, in float32. Ours
@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from multimodal_jax import optim  # noqa: E402
-from multimodal_jax.convert import load_hf_clip  # noqa: E402
+from multimodal_jax.tasks import optim  # noqa: E402
+from multimodal_jax.pretrained import load_hf_clip  # noqa: E402
 from multimodal_jax.tasks import contrastive  # noqa: E402
 
 # name: batch, image size, patch, vision (width, depth, mlp, heads), text (width, depth, mlp,

@@ -123,9 +123,11 @@ class TrainRunner:
 
     def __init__(self, step, state, guard: bool = True):
         import jax  # noqa: PLC0415
-        from multimodal_jax import guards, parallel  # noqa: PLC0415
+        from multimodal_jax.runtime import guards  # noqa: PLC0415
+        from multimodal_jax.parallel import drivers
+        from multimodal_jax.parallel import mesh as mesh_lib
         self.step = guards.guarded(step) if guard else step
-        self.driver = parallel.make_driver("mesh", self.step, parallel.data_mesh())
+        self.driver = drivers.make_driver("mesh", self.step, mesh_lib.data_mesh())
         self.state = self.driver.put_state((state, guards.init()) if guard else state)
         self.rng = jax.random.key(0)
 
@@ -203,7 +205,7 @@ def analytic_flops(model, batch: dict, loss: str = "softmax") -> float:
     """Training FLOPs of one step on ``batch`` by ``multimodal_jax.flops`` (the count the
     training loop's MFU meter uses): 3x the forward matmuls, plus the contrastive similarities."""
     import ml_collections  # noqa: PLC0415
-    from multimodal_jax import flops  # noqa: PLC0415
+    from multimodal_jax.parallel import flops  # noqa: PLC0415
     images = batch["image"]
     config = ml_collections.ConfigDict(dict(
         data=dict(image_size=images.shape[1]), batch_size=images.shape[0], loss=loss,

@@ -5,7 +5,7 @@ Run (figures in README.md, "Performance"):
   python -m benchmarks.vit_step --quick          # smoke test
 
 One ``transformers.ViTConfig`` per size builds the PyTorch model; ours is imported from its
-``save_pretrained`` directory by ``convert.load_hf_vit`` (exact GELU, eps 1e-12, class token,
+``save_pretrained`` directory by ``pretrained.load_hf_vit`` (exact GELU, eps 1e-12, class token,
 patch bias), so both have the same architecture and starting weights, and the script checks
 that their first-step losses and gradient norms agree. Both run softmax cross-entropy on the
 same batch, backward, clipping to global norm 1 and AdamW, in float32. Ours is
@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from multimodal_jax import optim  # noqa: E402
-from multimodal_jax.convert import load_hf_vit  # noqa: E402
+from multimodal_jax.tasks import optim  # noqa: E402
+from multimodal_jax.pretrained import load_hf_vit  # noqa: E402
 from multimodal_jax.tasks import classification  # noqa: E402
 
 # name: batch, image size, patch, (width, depth, mlp, heads), classes.

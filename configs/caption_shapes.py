@@ -24,7 +24,7 @@ the wrong shape in two-object images more often: 83.3%.
 import ml_collections
 
 from configs import clip_shapes
-from multimodal_jax import optim
+from multimodal_jax.tasks import optim
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -20,7 +20,7 @@ random-weight Hugging Face models, against PyTorch).
 import ml_collections
 
 from configs import clip_shapes
-from multimodal_jax.convert import hf_clip
+from multimodal_jax.pretrained import hf_clip
 
 
 def get_config(weights: str = "") -> ml_collections.ConfigDict:

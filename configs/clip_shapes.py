@@ -16,7 +16,7 @@ and the GAN start from.
 
 import ml_collections
 
-from multimodal_jax import optim
+from multimodal_jax.tasks import optim
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -15,7 +15,7 @@ CPU (README_classification table): top-1 >= 99% on the test split in about 5 min
 
 import ml_collections
 
-from multimodal_jax import optim
+from multimodal_jax.tasks import optim
 from multimodal_jax.evaluation import linear_probe
 
 

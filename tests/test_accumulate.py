@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from multimodal_jax import accumulate
-from multimodal_jax import losses
-from multimodal_jax import parallel
+from multimodal_jax.parallel import accumulate
+from multimodal_jax.tasks import contrastive_losses
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 
@@ -39,7 +40,7 @@ def test_contrastive_loss_is_the_mean_over_micro_batches():
     params = {"scale": jnp.asarray(2.0)}
 
     def loss_fn(p, b):
-        return losses.softmax_contrastive_loss(b["image"], b["text"], p["scale"])[0], ()
+        return contrastive_losses.softmax_contrastive_loss(b["image"], b["text"], p["scale"])[0], ()
 
     expected = [jax.value_and_grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x: x[k::2], batch))
                 for k in range(2)]
@@ -49,8 +50,8 @@ def test_contrastive_loss_is_the_mean_over_micro_batches():
 
 def _train(config, devices, steps=2):
     model = contrastive.build_model(config, tiny.FakeTokenizer)
-    driver = parallel.make_driver("mesh", contrastive.make_train_step(config),
-                                  parallel.data_mesh(devices))
+    driver = drivers.make_driver("mesh", contrastive.make_train_step(config),
+                                  mesh_lib.data_mesh(devices))
     state = driver.put_state(contrastive.create_state(config, model, jax.random.key(0)))
     for step in range(steps):
         batch = tiny.fake_batch(config.batch_size, config.data.image_size,

@@ -13,7 +13,7 @@ import tokenize
 import numpy as np
 import pytest
 
-from multimodal_jax import config_checks
+from multimodal_jax.runtime import config_checks
 from tests import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

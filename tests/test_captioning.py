@@ -5,13 +5,16 @@ and a run on the built-in dataset end to end with ``train.evaluate``'s metrics."
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
 from configs import caption_coco, caption_shapes
-from multimodal_jax import checkpoint, evaluate_checkpoint, loop, parallel
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.runtime import loop
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import pipeline, tokenizers
 from multimodal_jax.evaluation import captioning_eval
 from multimodal_jax.tasks import captioning, contrastive
@@ -53,7 +56,7 @@ def _run(config, driver_name, devices, steps=2, state=None, tokenizer=tiny.FakeT
     model = captioning.build_model(config, tokenizer)
     state = state or captioning.create_state(config, model, jax.random.key(0))
     step = captioning.make_train_step(config, captioning.token_ids(tokenizer, model))
-    driver = parallel.make_driver(driver_name, step, mesh=parallel.data_mesh(devices))
+    driver = drivers.make_driver(driver_name, step, mesh=mesh_lib.data_mesh(devices))
     dstate = driver.put_state(state)
     for i in range(steps):
         batch = driver.put_batch(_batch(config, i, tokenizer, pad_to))
@@ -104,7 +107,7 @@ def clip_run(tmp_path_factory):
                                      jax.random.key(7))
     workdir = tmp_path_factory.mktemp("clip")
     ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"), async_save=False)
-    ckpt.save(jax.device_put(state, parallel.replicated(parallel.data_mesh())))
+    ckpt.save(jax.device_put(state, mesh_lib.replicated(mesh_lib.data_mesh())))
     ckpt.close()
     return str(workdir), jax.device_get(state.params)
 

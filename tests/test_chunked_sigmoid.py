@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from multimodal_jax import losses
+from multimodal_jax.tasks import contrastive_losses
 from multimodal_jax.models.two_tower import l2_normalize
 
 AXIS = "data"
@@ -23,13 +23,13 @@ def _embeddings(batch=16, dim=8, seed=0):
 
 
 def _full(images, texts, scale, bias, axis_name=None):
-    share, logits = losses.sigmoid_contrastive_loss(images, texts, scale, bias, axis_name)
+    share, logits = contrastive_losses.sigmoid_contrastive_loss(images, texts, scale, bias, axis_name)
     offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * images.shape[0]
     return share, jnp.argmax(logits, axis=1), offset
 
 
 def _chunked(images, texts, scale, bias, axis_name=None, chunk_size=None):
-    return losses.chunked_sigmoid_contrastive_loss(images, texts, scale, bias, axis_name, chunk_size)
+    return contrastive_losses.chunked_sigmoid_contrastive_loss(images, texts, scale, bias, axis_name, chunk_size)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 4, 1])

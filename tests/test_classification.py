@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from configs import vit_shapes
-from multimodal_jax import (checkpoint, evaluate_checkpoint, init_from, loop, optim, parallel,
-                           prerequisites, tasks)
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.runtime import loop
+from multimodal_jax.tasks import optim
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import prerequisites
+from multimodal_jax import tasks
 from multimodal_jax.tasks import classification, contrastive
 from tests import tiny
 
@@ -33,8 +40,8 @@ def tiny_config(**overrides):
 def _run(config, driver_name, devices, steps=3, state=None):
     state = state or classification.create_state(
         config, classification.build_model(config), jax.random.key(0))
-    driver = parallel.make_driver(driver_name, classification.make_train_step(config),
-                                  mesh=parallel.data_mesh(devices))
+    driver = drivers.make_driver(driver_name, classification.make_train_step(config),
+                                  mesh=mesh_lib.data_mesh(devices))
     dstate = driver.put_state(state)
     for step in range(steps):
         batch = tiny.fake_batch(config.batch_size, config.data.image_size, 4, seed=step)
@@ -68,8 +75,8 @@ def test_mixing_keeps_target_mass_and_changes_images():
     for kind in ("mixup", "cutmix"):
         mixed, mixed_targets = jax.jit(jax.shard_map(
             lambda x, t: classification.mix_pairs(x, t, jax.random.key(0), kind, 1.0),
-            mesh=parallel.data_mesh(jax.devices()[:1]), in_specs=parallel.P("data"),
-            out_specs=parallel.P("data")))(batch["image"], targets)
+            mesh=mesh_lib.data_mesh(jax.devices()[:1]), in_specs=jax.sharding.PartitionSpec("data"),
+            out_specs=jax.sharding.PartitionSpec("data")))(batch["image"], targets)
         np.testing.assert_allclose(np.sum(mixed_targets, axis=1), 1.0, rtol=1e-6)
         assert np.abs(np.asarray(mixed) - batch["image"]).max() > 0.1, kind
         # The own class keeps the share of the own pixels (cutmix) or lam (mixup): > 0.
@@ -94,7 +101,7 @@ def clip_run(tmp_path_factory):
     state = contrastive.create_state(config, model, jax.random.key(7))
     workdir = tmp_path_factory.mktemp("clip")
     ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"), async_save=False)
-    ckpt.save(jax.device_put(state, parallel.replicated(parallel.data_mesh())))
+    ckpt.save(jax.device_put(state, mesh_lib.replicated(mesh_lib.data_mesh())))
     ckpt.close()
     return str(workdir), jax.device_get(state.params)
 
@@ -151,7 +158,7 @@ def test_lit_locks_the_image_tower(clip_run):
     model = contrastive.build_model(config, tiny.FakeTokenizer)
     state = contrastive.create_state(config, model, jax.random.key(3))
     initial = jax.device_get(state.params)  # the driver donates the state's buffers
-    driver = parallel.make_driver("mesh", contrastive.make_train_step(config))
+    driver = drivers.make_driver("mesh", contrastive.make_train_step(config))
     dstate = driver.put_state(state)
     for step in range(2):
         batch = tiny.fake_batch(config.batch_size, 16, config.tokenizer.max_len, seed=step)

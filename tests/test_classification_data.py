@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from multimodal_jax import parallel
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import augment, pipeline
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.tasks import classification
@@ -36,10 +37,10 @@ def _config(name: str, num_classes: int):
 @pytest.mark.parametrize("name,num_classes", [("cifar10", 10), ("imagenet2012", 1000)])
 def test_train_steps_and_evaluation_on_mock_datasets(name, num_classes):
     config = _config(name, num_classes)
-    mesh = parallel.data_mesh()
+    mesh = mesh_lib.data_mesh()
     model = classification.build_model(config)
     state = classification.create_state(config, model, jax.random.key(0))
-    driver = parallel.make_driver("mesh", classification.make_train_step(config), mesh)
+    driver = drivers.make_driver("mesh", classification.make_train_step(config), mesh)
     dstate = driver.put_state(state)
     with _mock():
         batches = pipeline.make_train_iterator(config.data, None, config.batch_size, config.seed)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from multimodal_jax import config_checks
+from multimodal_jax.runtime import config_checks
 from tests import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

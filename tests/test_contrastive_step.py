@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from multimodal_jax import parallel
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 
@@ -13,8 +14,8 @@ from tests import tiny
 def _run(config, driver_name, devices, steps=3):
     model = contrastive.build_model(config, tiny.FakeTokenizer)
     state = contrastive.create_state(config, model, jax.random.key(0))
-    driver = parallel.make_driver(driver_name, contrastive.make_train_step(config),
-                                  mesh=parallel.data_mesh(devices))
+    driver = drivers.make_driver(driver_name, contrastive.make_train_step(config),
+                                  mesh=mesh_lib.data_mesh(devices))
     state = driver.put_state(state)
     for step in range(steps):
         batch = tiny.fake_batch(config.batch_size, config.data.image_size,

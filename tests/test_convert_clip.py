@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from multimodal_jax.convert import load_hf_clip, load_openai_clip, load_pretrained
+from multimodal_jax.pretrained import load_hf_clip, load_openai_clip, load_pretrained
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from multimodal_jax.convert import ViTWithPooler, load_hf_vit
+from multimodal_jax.pretrained import ViTWithPooler, load_hf_vit
 from multimodal_jax.models.vit import ViT
 
 torch = pytest.importorskip("torch")

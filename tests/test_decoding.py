@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimodal_jax import decoding
+from multimodal_jax.models import decoding
 from multimodal_jax.models import captioner, decoder, vit
 
 BOS, EOS, PAD, VOCAB, STEPS = 1, 2, 0, 16, 6

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax import parallel
-from multimodal_jax import sharding
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.parallel import sharding
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 
@@ -19,10 +20,10 @@ LOGICAL_AXES = sharding.FSDP_LOGICAL_AXES
 
 def _run(config, mesh, rules=(), logical_axes=None, steps=2):
     model = contrastive.build_model(config, tiny.FakeTokenizer)
-    driver = parallel.make_driver("mesh", contrastive.make_train_step(config), mesh,
+    driver = drivers.make_driver("mesh", contrastive.make_train_step(config), mesh,
                                   rules=rules, logical_axes=logical_axes)
     create = lambda rng: contrastive.create_state(config, model, rng)  # noqa: E731
-    state = driver.put_state(parallel.init_state(create, jax.random.key(0), mesh, rules, logical_axes))
+    state = driver.put_state(mesh_lib.init_state(create, jax.random.key(0), mesh, rules, logical_axes))
     placed = sharding.bytes_per_device(state.params)
     for step in range(steps):
         batch = tiny.fake_batch(config.batch_size, config.data.image_size,
@@ -33,9 +34,9 @@ def _run(config, mesh, rules=(), logical_axes=None, steps=2):
 
 def test_fsdp_step_equals_replicated_and_splits_the_state():
     config = tiny.tiny_contrastive_config("softmax")
-    replicated, m_rep, _ = _run(config, parallel.make_mesh(1))
-    fsdp, m_fsdp, placed = _run(config, parallel.make_mesh(8), FSDP_RULES)
-    mixed, m_mixed, _ = _run(config, parallel.make_mesh(4), LOGICAL, LOGICAL_AXES)
+    replicated, m_rep, _ = _run(config, mesh_lib.make_mesh(1))
+    fsdp, m_fsdp, placed = _run(config, mesh_lib.make_mesh(8), FSDP_RULES)
+    mixed, m_mixed, _ = _run(config, mesh_lib.make_mesh(4), LOGICAL, LOGICAL_AXES)
     for m in (m_fsdp, m_mixed):
         np.testing.assert_allclose(m["loss"], m_rep["loss"], rtol=1e-5)
     expected = jax.device_get(replicated.params)
@@ -55,7 +56,7 @@ def test_fsdp_step_equals_replicated_and_splits_the_state():
 
 
 def test_rules_give_the_expected_specs():
-    mesh = parallel.make_mesh(4)
+    mesh = mesh_lib.make_mesh(4)
     spec = lambda path, shape, rules, axes=None: sharding.spec_for(path, shape, rules, mesh, axes)  # noqa: E731
     assert spec("params/a/kernel", (6, 8), FSDP_RULES) == P(None, "fsdp")
     assert spec("params/a/bias", (6,), FSDP_RULES) == P()  # 6 does not divide over 4
@@ -77,13 +78,13 @@ def test_rules_give_the_expected_specs():
 
 def test_pmap_driver_refuses_an_fsdp_mesh():
     with pytest.raises(ValueError, match="driver='mesh'"):
-        parallel.make_driver("pmap", lambda s, b, r: (s, {}), parallel.make_mesh(2))
+        drivers.make_driver("pmap", lambda s, b, r: (s, {}), mesh_lib.make_mesh(2))
 
 
 def test_bfloat16_compute_keeps_float32_params_and_bfloat16_first_moment():
     config = tiny.tiny_contrastive_config("sigmoid")
     config.model.dtype, config.optim.mu_dtype = "bfloat16", "bfloat16"
-    state, metrics, _ = _run(config, parallel.make_mesh(8), FSDP_RULES, steps=1)
+    state, metrics, _ = _run(config, mesh_lib.make_mesh(8), FSDP_RULES, steps=1)
     assert np.isfinite(metrics["loss"])
     assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype("float32")}
     moments = [x for path, x in jax.tree_util.tree_leaves_with_path(state.opt_state)
@@ -94,10 +95,10 @@ def test_bfloat16_compute_keeps_float32_params_and_bfloat16_first_moment():
 def test_parallel_config_errors_name_the_field():
     import ml_collections  # noqa: PLC0415
     good = dict(driver="mesh", fsdp=4, rules=FSDP_RULES, logical_axes={}, peak_tflops=0.0)
-    parallel.check_config(ml_collections.ConfigDict(good), 8)
+    drivers.check_config(ml_collections.ConfigDict(good), 8)
     for bad, match in [(dict(fsdp=3), "fsdp=3"), (dict(driver="pmap"), "driver='mesh'"),
                        (dict(rules=(("x",),)), "regex, spec"),
                        (dict(logical_axes={"embed": "model"}), "logical_axes"),
                        (dict(peak_tflops=-1.0), "peak_tflops")]:
         with pytest.raises(ValueError, match=match):
-            parallel.check_config(ml_collections.ConfigDict({**good, **bad}), 8)
+            drivers.check_config(ml_collections.ConfigDict({**good, **bad}), 8)

@@ -9,7 +9,9 @@ import os
 
 import pytest
 
-from multimodal_jax import evaluate_checkpoint, loop, prerequisites
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.runtime import loop
+from multimodal_jax.runtime import prerequisites
 from tests import test_train_loop, tiny_gan
 from train import cli
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimodal_jax import losses_gan
+from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.data import diffaugment
 from multimodal_jax.models import gan
 
@@ -103,16 +103,16 @@ def test_translation_moves_content_and_cutout_zeroes_a_square():
 
 def test_losses():
     s = jnp.array([-2.0, 0.0, 0.5, 3.0])
-    np.testing.assert_allclose(losses_gan.d_real(s, "hinge"), np.mean([3, 1, 0.5, 0]))
-    np.testing.assert_allclose(losses_gan.d_fake(s, "hinge"), np.mean([0, 1, 1.5, 4]))
-    np.testing.assert_allclose(losses_gan.g_adversarial(s, "hinge"), -np.mean(s))
+    np.testing.assert_allclose(adversarial_losses.d_real(s, "hinge"), np.mean([3, 1, 0.5, 0]))
+    np.testing.assert_allclose(adversarial_losses.d_fake(s, "hinge"), np.mean([0, 1, 1.5, 4]))
+    np.testing.assert_allclose(adversarial_losses.g_adversarial(s, "hinge"), -np.mean(s))
     softplus = lambda v: np.log1p(np.exp(v))  # noqa: E731
-    np.testing.assert_allclose(losses_gan.d_real(s, "non_saturating"), softplus(-s).mean(), rtol=1e-6)
-    np.testing.assert_allclose(losses_gan.d_fake(s, "non_saturating"), softplus(s).mean(), rtol=1e-6)
-    np.testing.assert_allclose(losses_gan.g_adversarial(s, "non_saturating"), softplus(-s).mean(),
+    np.testing.assert_allclose(adversarial_losses.d_real(s, "non_saturating"), softplus(-s).mean(), rtol=1e-6)
+    np.testing.assert_allclose(adversarial_losses.d_fake(s, "non_saturating"), softplus(s).mean(), rtol=1e-6)
+    np.testing.assert_allclose(adversarial_losses.g_adversarial(s, "non_saturating"), softplus(-s).mean(),
                                rtol=1e-6)
     grads = jnp.ones((2, 3, 3, 1)) * jnp.array([1.0, 2.0])[:, None, None, None]
-    np.testing.assert_allclose(losses_gan.r1_penalty(grads), (9 + 36) / 2)
-    np.testing.assert_allclose(losses_gan.alignment(jnp.array([[2.0, 0.0]]), jnp.array([[0.0, 1.0]])), 1.0)
+    np.testing.assert_allclose(adversarial_losses.r1_penalty(grads), (9 + 36) / 2)
+    np.testing.assert_allclose(adversarial_losses.alignment(jnp.array([[2.0, 0.0]]), jnp.array([[0.0, 1.0]])), 1.0)
     with pytest.raises(ValueError, match="Unknown adversarial loss"):
-        losses_gan.d_real(s, "wasserstein")
+        adversarial_losses.d_real(s, "wasserstein")

@@ -10,7 +10,9 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax import losses_gan, parallel
+from multimodal_jax.tasks import adversarial_losses
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import adversarial
 from tests import tiny_gan
 
@@ -19,7 +21,7 @@ STEPS, BATCH, RNG = 2, 16, 1
 
 def _run(setup, state, driver_name):
     """Every step's state (as the driver holds it) and metrics, on all 8 devices."""
-    driver = parallel.make_driver(driver_name, adversarial.make_train_step(setup), donate=False)
+    driver = drivers.make_driver(driver_name, adversarial.make_train_step(setup), donate=False)
     dstate, history = driver.put_state(state), []
     for step in range(STEPS):
         batch = driver.put_batch(tiny_gan.fake_batch(BATCH, seed=step))
@@ -117,14 +119,14 @@ def test_updates_average_the_devices_gradients_from_per_device_noise(runs):
 
 
 def test_device_keys_differ_per_device_and_repeat_per_step():
-    mesh = parallel.data_mesh()
+    mesh = mesh_lib.data_mesh()
 
     @jax.jit
     def noise(rng, step):
         def draw(rng):
-            keys = adversarial.device_keys(rng, step, jax.lax.axis_index(parallel.AXIS))
+            keys = adversarial.device_keys(rng, step, jax.lax.axis_index(mesh_lib.AXIS))
             return jax.random.normal(keys["z_d"], (1, 4))
-        return jax.shard_map(draw, mesh=mesh, in_specs=P(), out_specs=P(parallel.AXIS))(rng)
+        return jax.shard_map(draw, mesh=mesh, in_specs=P(), out_specs=P(mesh_lib.AXIS))(rng)
 
     z = np.asarray(noise(jax.random.key(0), 3))
     assert len({tuple(row) for row in z.round(6)}) == 8
@@ -167,5 +169,5 @@ def test_matching_term_counts_only_truly_mismatched_pairs():
     scores = jnp.array([0.5, -2.0, 3.0, 0.0])
     weights = adversarial.truly_mismatched(labels)
     expected = (4.0 + 1.0) / 2  # hinge relu(1 + s) on the two weighted rows
-    assert float(losses_gan.d_fake(scores, "hinge", weights)) == pytest.approx(expected)
-    assert float(losses_gan.d_fake(scores, "hinge", jnp.zeros(4))) == 0.0
+    assert float(adversarial_losses.d_fake(scores, "hinge", weights)) == pytest.approx(expected)
+    assert float(adversarial_losses.d_fake(scores, "hinge", jnp.zeros(4))) == 0.0

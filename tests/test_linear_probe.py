@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from multimodal_jax import parallel
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import linear_probe
 
@@ -72,5 +72,5 @@ def test_evaluate_on_builtin_dataset_from_pixels(shapes_data_dir):
     features = jax.jit(lambda p, x: x.reshape(x.shape[0], -1) * p)
     cfg = ml_collections.ConfigDict(dict(methods=("ridge",), train_examples=300, batch_size=64,
                                          filter=("num_objects", 1)))
-    metrics = linear_probe.evaluate(features, np.float32(1.0), data, cfg, parallel.data_mesh())
+    metrics = linear_probe.evaluate(features, np.float32(1.0), data, cfg, mesh_lib.data_mesh())
     assert 0.05 < metrics["probe/test/ridge_top1"] < 1.0

@@ -2,12 +2,12 @@
 gradients), and match a plain numpy reference."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax import losses, parallel
+from multimodal_jax.tasks import contrastive_losses
+from multimodal_jax.parallel import mesh as mesh_lib
 
 
 def _embeddings(n=16, d=8, seed=0):
@@ -19,8 +19,8 @@ def _embeddings(n=16, d=8, seed=0):
 def _loss_fn(kind):
     def fn(img, txt, axis_name):
         if kind == "softmax":
-            return losses.softmax_contrastive_loss(img, txt, 10.0, axis_name)[0]
-        return losses.sigmoid_contrastive_loss(img, txt, 10.0, -5.0, axis_name)[0]
+            return contrastive_losses.softmax_contrastive_loss(img, txt, 10.0, axis_name)[0]
+        return contrastive_losses.sigmoid_contrastive_loss(img, txt, 10.0, -5.0, axis_name)[0]
     return fn
 
 
@@ -49,10 +49,10 @@ def test_eight_devices_equal_one(kind):
     single_loss, single_grads = jax.value_and_grad(fn, argnums=(0, 1))(img, txt, None)
 
     def sharded(img, txt):
-        share, grads = jax.value_and_grad(fn, argnums=(0, 1))(img, txt, parallel.AXIS)
-        return jax.lax.psum(share, parallel.AXIS), grads
+        share, grads = jax.value_and_grad(fn, argnums=(0, 1))(img, txt, mesh_lib.AXIS)
+        return jax.lax.psum(share, mesh_lib.AXIS), grads
 
-    mesh = parallel.data_mesh()
+    mesh = mesh_lib.data_mesh()
     run = jax.jit(jax.shard_map(sharded, mesh=mesh, in_specs=(P("data"), P("data")),
                                 out_specs=(P(), (P("data"), P("data")))))
     put = lambda x: jax.device_put(x, jax.sharding.NamedSharding(mesh, P("data")))  # noqa: E731
@@ -62,7 +62,7 @@ def test_eight_devices_equal_one(kind):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(single_grads[0])).max() > 1e-4  # the check is not vacuous
 
-    pmapped = jax.pmap(sharded, axis_name=parallel.AXIS)
+    pmapped = jax.pmap(sharded, axis_name=mesh_lib.AXIS)
     loss_p, grads_p = pmapped(img.reshape(8, 4, -1), txt.reshape(8, 4, -1))
     np.testing.assert_allclose(loss_p[0], single_loss, rtol=1e-6)
     np.testing.assert_allclose(grads_p[0].reshape(32, -1), single_grads[0], rtol=1e-5, atol=1e-6)

@@ -47,10 +47,12 @@ def _config(data_dir, driver):
 
 def _final_params(config, workdir):
     import jax  # noqa: PLC0415 - the pytest process: 8 devices (conftest)
-    from multimodal_jax import checkpoint, parallel, tasks  # noqa: PLC0415
+    from multimodal_jax.runtime import checkpoint  # noqa: PLC0415
+    from multimodal_jax.parallel import mesh as mesh_lib
+    from multimodal_jax import tasks
     task = tasks.get_task(config.task)(config, workdir)
     template = jax.device_put(task.create_state(jax.random.key(config.seed)),
-                              parallel.replicated(parallel.data_mesh()))
+                              mesh_lib.replicated(mesh_lib.data_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     state = ckpt.restore(template)
     ckpt.close()
@@ -92,7 +94,7 @@ def test_two_processes_equal_one_process_with_four_devices(shapes_data_dir, tmp_
 
 
 def test_incomplete_flags_get_a_clear_error():
-    from multimodal_jax import distributed  # noqa: PLC0415
+    from multimodal_jax.runtime import distributed  # noqa: PLC0415
     with pytest.raises(ValueError, match="--process_id"):
         distributed.initialize(coordinator_address="localhost:1234", num_processes=2)
     with pytest.raises(ValueError, match="must be in 0..1"):
@@ -111,11 +113,11 @@ def _worker(workdir, data_dir, port, process_id, num_processes):
     sys.path.insert(0, ROOT)
     import logging  # noqa: PLC0415
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from multimodal_jax import distributed  # noqa: PLC0415
+    from multimodal_jax.runtime import distributed  # noqa: PLC0415
     distributed.initialize(f"localhost:{port}" if num_processes > 1 else None, num_processes,
                            process_id if num_processes > 1 else None)
     import jax  # noqa: PLC0415
-    from multimodal_jax import loop  # noqa: PLC0415
+    from multimodal_jax.runtime import loop  # noqa: PLC0415
     print(f"process {jax.process_index()} of {jax.process_count()}", flush=True)
     # Compiled programs are shared by the runs (the resumed run compiles what the first did).
     jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "xla_cache"))

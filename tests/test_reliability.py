@@ -19,7 +19,12 @@ import optax
 import pytest
 from flax.training import train_state
 
-from multimodal_jax import checkpoint, guards, loop, parallel, tasks
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import guards
+from multimodal_jax.runtime import loop
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax import tasks
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 
@@ -31,7 +36,7 @@ class State(train_state.TrainState):
 def _state(value: float = 1.0, step: int = 0, width: int = 3):
     params = {"w": jnp.full((4, width), value), "b": jnp.arange(width, dtype=jnp.float32) * value}
     state = State.create(apply_fn=None, params=params, tx=optax.adam(0.1)).replace(step=step)
-    return jax.device_put(state, parallel.replicated(parallel.data_mesh()))
+    return jax.device_put(state, mesh_lib.replicated(mesh_lib.data_mesh()))
 
 
 def _saved(directory, steps=(1, 2, 3)) -> checkpoint.Checkpointer:
@@ -126,7 +131,7 @@ def test_leftover_temporary_checkpoint_folder_is_ignored_and_removed(tmp_path):
 
 def test_fingerprint_is_independent_of_the_device_layout():
     values = {"a": jnp.arange(64, dtype=jnp.float32).reshape(8, 8) / 7, "n": jnp.arange(16)}
-    mesh = parallel.data_mesh()
+    mesh = mesh_lib.data_mesh()
     split = jax.device_put(values, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
     one = jax.device_put(values, jax.devices()[0])
     assert checkpoint.fingerprint(split) == checkpoint.fingerprint(one)
@@ -144,15 +149,15 @@ def _toy_step(state, batch, rng):
     def loss_fn(params):
         return jnp.sum((batch["x"] @ params["w"] + params["b"]) ** 2) / 64
 
-    loss, grads = jax.value_and_grad(loss_fn)(parallel.as_varying(state.params))
+    loss, grads = jax.value_and_grad(loss_fn)(mesh_lib.as_varying(state.params))
     grads = jax.lax.psum(grads, "data")
     return state.apply_gradients(grads=grads), {"loss": jax.lax.psum(loss, "data"),
                                                 "grad_norm": optax.tree.norm(grads)}
 
 
 def _run_toy(driver_name, step_fn, batches, guard=None):
-    mesh = parallel.data_mesh()
-    driver = parallel.make_driver(driver_name, step_fn, mesh)
+    mesh = mesh_lib.data_mesh()
+    driver = drivers.make_driver(driver_name, step_fn, mesh)
     carry = (_state(), guard) if guard is not None else _state()
     carry = driver.put_state(carry)
     for x in batches:
@@ -226,7 +231,7 @@ def _nan_config(data_dir, mode):
 def _final(config, workdir):
     task = tasks.get_task(config.task)(config, workdir)
     template = jax.device_put(task.create_state(jax.random.key(config.seed)),
-                              parallel.replicated(parallel.data_mesh()))
+                              mesh_lib.replicated(mesh_lib.data_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     state, latest = ckpt.restore(template), ckpt.latest_step()
     metadata = ckpt.metadata(latest)
@@ -264,7 +269,7 @@ process_id, port, service = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.config.update("jax_enable_preemption_service", service)
 jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
-from multimodal_jax import preemption
+from multimodal_jax.runtime import preemption
 with preemption.PreemptionWatcher(sync_every_steps=4) as watcher:
     print("ready", flush=True)
     for step in range(1, 1_000_000):

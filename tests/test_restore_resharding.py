@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimodal_jax import checkpoint
-from multimodal_jax import parallel
-from multimodal_jax import sharding
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.parallel import sharding
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 
@@ -21,10 +21,10 @@ FSDP = ((".*", "fsdp"),)
 def _state(devices: int, rules):
     """The tiny contrastive state on the first ``devices`` devices, split over all of them by
     ``rules`` or replicated (the template a run would restore into)."""
-    mesh = parallel.make_mesh(devices if rules else 1, jax.devices()[:devices])
+    mesh = mesh_lib.make_mesh(devices if rules else 1, jax.devices()[:devices])
     config = tiny.tiny_contrastive_config()
     model = contrastive.build_model(config, tiny.FakeTokenizer)
-    return parallel.init_state(lambda rng: contrastive.create_state(config, model, rng),
+    return mesh_lib.init_state(lambda rng: contrastive.create_state(config, model, rng),
                                jax.random.key(0), mesh, rules)
 
 

@@ -8,14 +8,17 @@ import os
 import jax
 import numpy as np
 
-from multimodal_jax import checkpoint, loop, parallel, tasks
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import loop
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax import tasks
 from tests import tiny, tiny_gan
 
 
 def _final_params(config, workdir):
     task = tasks.get_task(config.task)(config, workdir)
     template = jax.device_put(task.create_state(jax.random.key(config.seed)),
-                              parallel.replicated(parallel.data_mesh()))
+                              mesh_lib.replicated(mesh_lib.data_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     state = ckpt.restore(template)
     ckpt.close()

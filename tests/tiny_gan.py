@@ -7,7 +7,7 @@ import numpy as np
 
 from configs import gan_shapes
 from configs import vit_shapes
-from multimodal_jax import frozen_clip
+from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.models import factory
 from multimodal_jax.tasks import adversarial
 from tests import tiny

@@ -19,10 +19,10 @@ import numpy as np
 from absl import flags
 from absl import logging as absl_logging
 
-from multimodal_jax.checkpoint import CheckpointError
-from multimodal_jax.config_checks import ConfigError
+from multimodal_jax.runtime.checkpoint import CheckpointError
+from multimodal_jax.runtime.config_checks import ConfigError
 from multimodal_jax.data import pipeline
-from multimodal_jax.guards import NonFiniteError
+from multimodal_jax.runtime.guards import NonFiniteError
 
 BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
 

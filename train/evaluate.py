@@ -9,8 +9,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from multimodal_jax import evaluate_checkpoint
-from multimodal_jax import distributed
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.runtime import distributed
 from train import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from multimodal_jax import frozen_clip
-from multimodal_jax import init_from
-from multimodal_jax import prerequisites
+from multimodal_jax.pretrained import frozen_clip
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.runtime import prerequisites
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_render
 from multimodal_jax.models import factory

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
-from multimodal_jax import decoding
+from multimodal_jax.models import decoding
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import caption_attributes
 from multimodal_jax.evaluation import caption_figure

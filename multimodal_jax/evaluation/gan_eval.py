@@ -18,8 +18,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from multimodal_jax import frozen_clip
-from multimodal_jax import parallel
+from multimodal_jax.pretrained import frozen_clip
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import attributes
 from multimodal_jax.evaluation import encode
@@ -90,7 +90,7 @@ class Evaluator:
     def _bundle(self, mesh: Mesh, g_params) -> dict:
         """The judges' params replicated on ``mesh`` (placed once), with ``g_params``."""
         if self._placed is None or self._placed[0] is not mesh:
-            self._placed = (mesh, jax.device_put(self.host_params, parallel.replicated(mesh)))
+            self._placed = (mesh, jax.device_put(self.host_params, mesh_lib.replicated(mesh)))
         return {"g": g_params, **self._placed[1]}
 
     # --------------------------------------------------------------- metrics
@@ -127,7 +127,7 @@ class Evaluator:
         metrics = self._metrics(self._bundle(mesh, params["g_ema"]), mesh, "gan", with_real=True)
         if self.config.evaluation.untrained_baseline:
             if self._baseline is None:
-                initial = jax.device_put(self.initial_params()["g_ema"], parallel.replicated(mesh))
+                initial = jax.device_put(self.initial_params()["g_ema"], mesh_lib.replicated(mesh))
                 self._baseline = self._metrics(self._bundle(mesh, initial), mesh, "gan/untrained",
                                                with_real=False)
             metrics.update(self._baseline)

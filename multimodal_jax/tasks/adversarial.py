@@ -31,15 +31,15 @@ import ml_collections
 import optax
 from flax import struct
 
-from multimodal_jax import frozen_clip
-from multimodal_jax import losses_gan
+from multimodal_jax.pretrained import frozen_clip
+from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.data import diffaugment
 from multimodal_jax.data import pipeline
 from multimodal_jax.models import factory
 from multimodal_jax.models import gan
-from multimodal_jax.parallel import AXIS, as_varying
+from multimodal_jax.parallel.mesh import AXIS, as_varying
 
-LOSSES = losses_gan.ADVERSARIAL
+LOSSES = adversarial_losses.ADVERSARIAL
 CONDITIONS = ("text", "class")
 
 
@@ -232,16 +232,16 @@ def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, k
     mismatched = jnp.concatenate([jnp.roll(cond, 1, axis=0), cond])  # real + another's caption
     scores, other_scores = discriminate(setup, d_params, stats, images, conds, mismatched)
     real_scores, fake_scores, mismatch_scores = scores[:n], scores[n:], other_scores[:n]
-    loss = losses_gan.d_real(real_scores, setup.loss) + losses_gan.d_fake(fake_scores, setup.loss)
+    loss = adversarial_losses.d_real(real_scores, setup.loss) + adversarial_losses.d_fake(fake_scores, setup.loss)
     if setup.matching_weight:
-        loss += setup.matching_weight * losses_gan.d_fake(mismatch_scores, setup.loss,
+        loss += setup.matching_weight * adversarial_losses.d_fake(mismatch_scores, setup.loss,
                                                           truly_mismatched(batch))
     r1 = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # same device-variance as the branch
     if setup.r1_gamma:
         def penalty():
             score = lambda x: jnp.sum(discriminate(setup, d_params, stats,  # noqa: E731
                                                    _augment(setup, x, k_r1), cond))
-            return losses_gan.r1_penalty(jax.grad(score)(real))
+            return adversarial_losses.r1_penalty(jax.grad(score)(real))
         r1 = jax.lax.cond(step % setup.r1_interval == 0, penalty, lambda: r1)
         loss += setup.r1_gamma / 2 * setup.r1_interval * r1  # lazy: scaled by the interval
     return loss, {"d_loss": loss, "real_score": jnp.mean(real_scores),
@@ -254,11 +254,11 @@ def generator_loss(g_params, setup: Setup, d_params, stats, frozen, batch, keys)
     cond = condition(setup, frozen, batch)
     fake = setup.generator.apply({"params": g_params}, _noise(setup, keys["z_g"], batch), cond)
     scores = discriminate(setup, d_params, stats, _augment(setup, fake, keys["aug_g"]), cond)
-    loss = losses_gan.g_adversarial(scores, setup.loss)
+    loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
     if setup.align_weight:
         image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
-        parts["align"] = losses_gan.alignment(image_emb, cond)
+        parts["align"] = adversarial_losses.alignment(image_emb, cond)
         loss += setup.align_weight * parts["align"]
     return loss, {"g_loss": loss, **parts}
 

@@ -18,12 +18,12 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from multimodal_jax import init_from
-from multimodal_jax import optim
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import optim
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.models import factory
-from multimodal_jax.parallel import AXIS, as_varying
+from multimodal_jax.parallel.mesh import AXIS, as_varying
 
 LOSSES = ("softmax", "sigmoid")
 MIXES = ("none", "mixup", "cutmix", "both")

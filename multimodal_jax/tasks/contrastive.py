@@ -15,15 +15,15 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from multimodal_jax import accumulate
-from multimodal_jax import init_from
-from multimodal_jax import losses
-from multimodal_jax import optim
+from multimodal_jax.parallel import accumulate
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import contrastive_losses
+from multimodal_jax.tasks import optim
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import contrastive_eval
 from multimodal_jax.models import factory
-from multimodal_jax.parallel import AXIS, as_varying
+from multimodal_jax.parallel.mesh import AXIS, as_varying
 
 LOSSES = ("softmax", "sigmoid")
 INIT_TOWERS = ("image", "all")  # what config.init_from initialises
@@ -83,9 +83,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def contrastive_loss(out: dict[str, Any], loss: str):
     """This device's share of the global-batch loss, and the logits of its rows."""
     if loss == "sigmoid":
-        return losses.sigmoid_contrastive_loss(out["image_embedding"], out["text_embedding"],
+        return contrastive_losses.sigmoid_contrastive_loss(out["image_embedding"], out["text_embedding"],
                                                out["logit_scale"], out["logit_bias"], AXIS)
-    return losses.softmax_contrastive_loss(out["image_embedding"], out["text_embedding"],
+    return contrastive_losses.softmax_contrastive_loss(out["image_embedding"], out["text_embedding"],
                                            out["logit_scale"], AXIS)
 
 
@@ -94,13 +94,13 @@ def loss_and_accuracy(out: dict[str, Any], loss: str, chunk_size: int = 0):
     """This device's share of the loss and its rows' in-batch accuracy. ``chunk_size > 0``
     (sigmoid only) uses the chunked loss, which never builds the ``[b, G]`` logits."""
     if chunk_size:
-        share, best = losses.chunked_sigmoid_contrastive_loss(
+        share, best = contrastive_losses.chunked_sigmoid_contrastive_loss(
             out["image_embedding"], out["text_embedding"], out["logit_scale"], out["logit_bias"],
             AXIS, chunk_size)
         rows = jax.lax.axis_index(AXIS) * best.shape[0] + jnp.arange(best.shape[0])
         return share, jnp.mean(best == rows)
     share, logits = contrastive_loss(out, loss)
-    return share, losses.in_batch_accuracy(logits, AXIS)
+    return share, contrastive_losses.in_batch_accuracy(logits, AXIS)
 
 
 def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax", chunk_size: int = 0,

@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 import jax
 from absl import flags
 
-from multimodal_jax.config_checks import ConfigError
+from multimodal_jax.runtime.config_checks import ConfigError
 
 log = logging.getLogger(__name__)
 TPU_ENV = ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS")

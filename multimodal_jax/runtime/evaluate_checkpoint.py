@@ -7,11 +7,11 @@ import os
 import jax
 import ml_collections
 
-from multimodal_jax import checkpoint
-from multimodal_jax import config_checks
-from multimodal_jax import init_from
-from multimodal_jax import parallel
-from multimodal_jax import prerequisites
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import config_checks
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import prerequisites
 from multimodal_jax import tasks
 
 
@@ -27,9 +27,9 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 "`python -m train --config ... --workdir ...`, or set "
                                 "config.init_from to evaluate pretrained weights.")
     task = tasks.get_task(config.task)(config, workdir)
-    mesh = parallel.mesh_from_config(config.parallel)
-    state = parallel.init_state(task.create_state, jax.random.key(config.seed), mesh,
-                                **parallel.layout(config.parallel))
+    mesh = mesh_lib.mesh_from_config(config.parallel)
+    state = mesh_lib.init_state(task.create_state, jax.random.key(config.seed), mesh,
+                                **mesh_lib.layout(config.parallel))
     if has_checkpoint:
         ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
         state = ckpt.restore(state)

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from multimodal_jax import init_from
-from multimodal_jax import prerequisites
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.runtime import prerequisites
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import vocab
 from multimodal_jax.models import factory
@@ -76,10 +76,10 @@ def load(spec: str, config: Optional[ml_collections.ConfigDict] = None):
         return (FrozenClip(model, int(config.data.image_size), mean, std),
                 init_from.restore_params(path), tokenizer)
     if kind == "hf_clip":
-        from multimodal_jax import convert  # noqa: PLC0415 - only for published weights
+        from multimodal_jax import pretrained  # noqa: PLC0415 - only for published weights
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415
-        model, variables = convert.load_hf_clip(path)
-        size = convert.read_json(os.path.join(path, "config.json"))["vision_config"]["image_size"]
+        model, variables = pretrained.load_hf_clip(path)
+        size = pretrained.read_json(os.path.join(path, "config.json"))["vision_config"]["image_size"]
         tokenizer = ClipBpeTokenizer(path, max_len=77)
         return (FrozenClip(model, int(size), tuple(pipeline.CLIP_MEAN), tuple(pipeline.CLIP_STD)),
                 variables["params"], tokenizer)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from multimodal_jax.convert import tree_mapping as tm
+from multimodal_jax.pretrained import tree_mapping as tm
 from multimodal_jax.models import layers
 from multimodal_jax.models.vit import ViT
 

@@ -18,7 +18,7 @@ import os
 
 import ml_collections
 
-from multimodal_jax import init_from
+from multimodal_jax.pretrained import init_from
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,15 @@ import jax
 import ml_collections
 import tqdm
 
-from multimodal_jax import checkpoint
-from multimodal_jax import config_checks
-from multimodal_jax import flops
-from multimodal_jax import guards
-from multimodal_jax import metrics_writer
-from multimodal_jax import parallel
-from multimodal_jax import preemption
-from multimodal_jax import prerequisites
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import config_checks
+from multimodal_jax.parallel import flops
+from multimodal_jax.runtime import guards
+from multimodal_jax.runtime import metrics_writer
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import preemption
+from multimodal_jax.runtime import prerequisites
 from multimodal_jax import tasks
 from multimodal_jax.data import device_input
 
@@ -42,7 +43,7 @@ SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard
 def _restore_or_init(task, ckpt: checkpoint.Checkpointer, mesh, seed: int, layout=None):
     """The newest restorable state in the workdir, else a fresh one (global arrays, laid out
     as ``layout`` says: restoring onto another mesh or device count reshards)."""
-    state = parallel.init_state(task.create_state, jax.random.key(seed), mesh, **(layout or {}))
+    state = mesh_lib.init_state(task.create_state, jax.random.key(seed), mesh, **(layout or {}))
     restored = ckpt.restore(state)
     if restored is not None:
         log.info("Resuming from step %d in %s.", int(restored.step), ckpt.directory)
@@ -98,7 +99,7 @@ def _train(config, workdir, stop_at_step, watcher) -> dict:
     setup_started = time.time()
     task = tasks.get_task(config.task)(config, workdir)
     log.info("Data and tokenizer ready in %.1f s.", time.time() - setup_started)
-    mesh = parallel.mesh_from_config(config.parallel)  # "data" (and "fsdp") axes
+    mesh = mesh_lib.mesh_from_config(config.parallel)  # "data" (and "fsdp") axes
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     try:
         return _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt)
@@ -107,13 +108,13 @@ def _train(config, workdir, stop_at_step, watcher) -> dict:
 
 
 def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
-    layout = parallel.layout(config.parallel)  # FSDP sharding rules, if any
+    layout = mesh_lib.layout(config.parallel)  # FSDP sharding rules, if any
     state = _restore_or_init(task, ckpt, mesh, config.seed, layout)
     start = int(jax.device_get(state.step))
     mode = config.get("on_nonfinite", "skip")
     skipped = ckpt.metadata(start).get(SKIPPED, 0) if start else 0
     monitor = guards.Monitor(mode, skipped)
-    driver = parallel.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode), mesh,
+    driver = drivers.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode), mesh,
                                   **layout)
     meter = flops.meter_for(getattr(task, "model", None), config, jax.device_count(), start)
     dstate = driver.put_state((state, guards.init(skipped)))

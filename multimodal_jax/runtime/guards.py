@@ -23,7 +23,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from multimodal_jax.parallel import AXIS
+from multimodal_jax.parallel.mesh import AXIS
 
 MODES = ("skip", "stop")
 STATE = "state"  # the name reported when only the new state (params, optimiser) is non-finite

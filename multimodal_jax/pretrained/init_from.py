@@ -71,9 +71,9 @@ def load_params(spec: str) -> dict:
     kind, path = parse(spec)
     if kind == "workdir":
         return restore_params(path)
-    from multimodal_jax import convert  # noqa: PLC0415 - only when importing published weights
-    loader = {"hf_clip": convert.load_hf_clip, "openai_clip": convert.load_openai_clip,
-              "hf_vit": convert.load_hf_vit}[kind]
+    from multimodal_jax import pretrained  # noqa: PLC0415 - only when importing published weights
+    loader = {"hf_clip": pretrained.load_hf_clip, "openai_clip": pretrained.load_openai_clip,
+              "hf_vit": pretrained.load_hf_vit}[kind]
     _, variables = loader(path)
     return variables["params"]
 

@@ -11,7 +11,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from multimodal_jax.convert import tree_mapping as tm
+from multimodal_jax.pretrained import tree_mapping as tm
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT

@@ -23,10 +23,11 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from multimodal_jax import guards
-from multimodal_jax import init_from
-from multimodal_jax import optim
-from multimodal_jax import parallel
+from multimodal_jax.runtime import guards
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import optim
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax import tasks
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import tokenizers
@@ -71,7 +72,7 @@ def check_top_level(config: ml_collections.ConfigDict) -> None:
         _check(value >= 0 if field == "seed" else value > 0,
                f"config.{field} must be {'>= 0' if field == 'seed' else 'positive'}, got {value}.")
     try:
-        parallel.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
+        mesh_lib.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     check_parallel(config.parallel)
@@ -86,7 +87,7 @@ def check_parallel(block: ml_collections.ConfigDict) -> None:
     """Known fields, and a driver / FSDP / rules combination that can run on these devices."""
     _check_fields(block, PARALLEL_FIELDS, "config.parallel")
     try:
-        parallel.check_config(block, jax.device_count())
+        drivers.check_config(block, jax.device_count())
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

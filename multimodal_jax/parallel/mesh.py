@@ -1,0 +1,103 @@
+"""The device mesh and the train state's place on it: the ``"data"`` (and ``"fsdp"``) axes,
+state made or restored as global arrays in the layout the sharding rules give, and the
+per-device view (``as_varying``) that a step's gradients need under every driver.
+
+Outside a step, state is exchanged as *global arrays* (replicated, or split as the rules
+say): that is what checkpoints save and evaluation reads, on one host or many (Orbax cannot
+save pmap's host-local stacked arrays across hosts). A checkpoint restores onto any mesh:
+restore into a template laid out for the new mesh (``init_state``).
+"""
+
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from multimodal_jax.parallel import sharding
+
+AXIS = "data"
+FSDP = sharding.FSDP
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``"data"`` over all (global) devices."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), (AXIS,))
+
+
+def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
+    """``data_mesh`` when ``fsdp == 1``, else a ``("data", "fsdp")`` mesh whose rows are groups
+    of ``fsdp`` consecutive devices (within one host when ``fsdp`` divides its device count)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    if fsdp == 1:
+        return data_mesh(devices)
+    if fsdp < 1 or devices.size % fsdp:
+        raise ValueError(f"config.parallel.fsdp={fsdp} does not divide the {devices.size} devices: "
+                         f"choose a divisor of {devices.size} (1 = no FSDP).")
+    return Mesh(devices.reshape(-1, fsdp), (AXIS, FSDP))
+
+
+def mesh_from_config(parallel_config) -> Mesh:
+    """The mesh that ``config.parallel`` (its ``fsdp`` field, default 1) describes."""
+    return make_mesh(int(parallel_config.get("fsdp", 1)))
+
+
+def layout(parallel_config) -> dict:
+    """``rules`` and ``logical_axes`` of ``config.parallel`` (both optional), as keyword
+    arguments for ``make_driver`` and ``init_state``."""
+    axes = parallel_config.get("logical_axes", None) or {}
+    return {"rules": tuple(tuple(rule) for rule in parallel_config.get("rules", None) or ()),
+            "logical_axes": dict(axes.to_dict() if hasattr(axes, "to_dict") else axes)}
+
+
+def batch_axes(mesh: Mesh):
+    """The mesh axes that split the batch: ``"data"``, and ``"fsdp"`` when the mesh has it."""
+    return (AXIS, FSDP) if FSDP in mesh.axis_names else AXIS
+
+
+def init_state(create_state: Callable, rng, mesh: Mesh, rules=(), logical_axes=None):
+    """``create_state(rng)`` as global arrays in the layout ``rules`` give on ``mesh``. With
+    rules it is traced and made in place (each device computes only its part: no full copy of
+    a large model on one device); without, made eagerly and replicated, as it always was."""
+    if not rules:
+        return jax.device_put(create_state(rng), replicated(mesh))
+    abstract = jax.eval_shape(create_state, rng)
+    shardings = sharding.tree_shardings(abstract, mesh, rules, logical_axes)
+    return jax.jit(create_state, out_shardings=shardings)(rng)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def as_varying(tree):
+    """Marks replicated values as per-device inside a step, so that ``jax.grad`` returns each
+    device's partial gradient (to be ``psum``-ed explicitly) under both drivers alike.
+
+    Under ``shard_map``, differentiating w.r.t. a replicated input would otherwise insert the
+    cross-device sum itself; under ``pmap`` this is a no-op, and so it is where ``"data"`` is
+    bound by ``vmap`` (a size-1 data axis with FSDP, see ``MeshDriver``).
+    """
+    if AXIS not in jax.sharding.get_abstract_mesh().manual_axes:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.pcast(x, AXIS, to="varying"), tree)
+
+
+def global_replicated(x, mesh: Mesh):
+    """A value that every process holds alike -> a global array replicated on ``mesh``
+    (``device_put`` cannot place it on other processes' devices). PRNG keys stay keys."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, replicated(mesh))
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = global_replicated(jax.random.key_data(x), mesh)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    value = np.asarray(x)
+    return jax.make_array_from_callback(value.shape, replicated(mesh), lambda index: value[index])
+
+
+def check_batch_divides(global_batch: int, devices: int, what: str = "batch_size") -> None:
+    """Clear error when a batch cannot be split evenly over the devices."""
+    if global_batch % devices:
+        raise ValueError(
+            f"{what}={global_batch} does not divide over {devices} devices: choose a multiple of "
+            f"{devices} (e.g. {max(devices, global_batch // devices * devices)}).")
