@@ -27,6 +27,7 @@ import transformers  # noqa: E402
 
 from multimodal_jax.tasks import optim  # noqa: E402
 from multimodal_jax.pretrained import load_hf_clip  # noqa: E402
+from multimodal_jax.parallel import flops as analytic  # noqa: E402
 from multimodal_jax.tasks import contrastive  # noqa: E402
 
 # name: batch, image size, patch, vision (width, depth, mlp, heads), text (width, depth, mlp,
@@ -82,7 +83,9 @@ def ours_side(path: str, batch: dict, model_dtype=None):
                                           tx=optim.make_optimizer(config, 10_000))
     step = functools.partial(contrastive.train_step, loss="softmax")
     side, first, flops = common.train_side("ours", step, state, batch)
-    flops["analytic"] = common.analytic_flops(model, batch, loss="softmax")
+    images, tokens = batch["image"], batch["tokens"]
+    flops["analytic"] = len(images) * analytic.contrastive_train(
+        model, images.shape[1], tokens.shape[1], len(images), "softmax")
     return side, first, flops
 
 

@@ -128,7 +128,7 @@ class TrainRunner:
         from multimodal_jax.parallel import mesh as mesh_lib
         self.step = guards.guarded(step) if guard else step
         self.driver = drivers.make_driver("mesh", self.step, mesh_lib.data_mesh())
-        self.state = self.driver.put_state((state, guards.init()) if guard else state)
+        self.state = self.driver.put_state(guards.Carry(state, guards.init()) if guard else state)
         self.rng = jax.random.key(0)
 
     def put_batch(self, batch: dict):
@@ -199,18 +199,6 @@ def step_flops(step, mesh, state, batch, rng) -> float:
     from jax.sharding import PartitionSpec as P  # noqa: PLC0415
     mapped = jax.shard_map(step, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P(), P()))
     return xla_flops(jax.jit(mapped), state, batch, rng)
-
-
-def analytic_flops(model, batch: dict, loss: str = "softmax") -> float:
-    """Training FLOPs of one step on ``batch`` by ``multimodal_jax.flops`` (the count the
-    training loop's MFU meter uses): 3x the forward matmuls, plus the contrastive similarities."""
-    import ml_collections  # noqa: PLC0415
-    from multimodal_jax.parallel import flops  # noqa: PLC0415
-    images = batch["image"]
-    config = ml_collections.ConfigDict(dict(
-        data=dict(image_size=images.shape[1]), batch_size=images.shape[0], loss=loss,
-        tokenizer=dict(max_len=batch["tokens"].shape[1] if "tokens" in batch else 0)))
-    return flops.train_flops_per_example(model, config) * images.shape[0]
 
 
 def matmul_flops(step, mesh, state, batch, rng) -> float:

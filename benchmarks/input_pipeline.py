@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from configs import clip_shapes, vit_b16_imagenet  # noqa: E402
-from multimodal_jax.data import device_input, pipeline, vocab  # noqa: E402
+from multimodal_jax.data import datasets, device_input, pipeline, vocab  # noqa: E402
 from multimodal_jax.tasks import classification, contrastive  # noqa: E402
 
 SOURCES = ("builtin", "imagenet_mock", "imagenet_sized")
@@ -54,7 +54,7 @@ SIZED_EXAMPLES, SIZED_HW = 256, (375, 500)
 def builtin_source(workdir: str):
     """(config, tokenizer, data context) of the main job on the built-in dataset."""
     config = clip_shapes.get_config()
-    pipeline.ensure_prepared(config.data)
+    datasets.ensure_prepared(config.data)
     return config, vocab.ensure_tokenizer(config, workdir), contextlib.nullcontext()
 
 
@@ -155,7 +155,7 @@ def main():
     parser.add_argument("--imagenet-batch", type=int, default=16,
                         help="batch of the ViT-B/16 step at 224 px (the config's 1024 is for pods)")
     args = parser.parse_args()
-    pipeline.hide_accelerators_from_tf()  # before TensorFlow's first op: its GPUs stay JAX's
+    datasets.hide_accelerators_from_tf()  # before TensorFlow's first op: its GPUs stay JAX's
     rounds, steps, warmup = common.timing_args(args)
     figures, rows = {"rounds": rounds, "steps_per_round": steps}, []
     with tempfile.TemporaryDirectory() as workdir:

@@ -126,8 +126,8 @@ def test_locked_tower_from_contrastive_checkpoint(clip_run):
 
 
 def test_config_checks():
-    captioning.check_config(caption_coco.get_config())
-    captioning.check_config(caption_shapes.get_config())
+    captioning.CaptioningTask.check_config(caption_coco.get_config())
+    captioning.CaptioningTask.check_config(caption_shapes.get_config())
     for field, value, match in [("parallel_prediction", 1.0, "parallel_prediction"),
                                 ("decoding.method", "nucleus", "decoding.method"),
                                 ("model.decoder.num_heads", 5, "divisible"),
@@ -136,11 +136,11 @@ def test_config_checks():
         block, _, name = field.rpartition(".")
         (config if not block else eval(f"config.{block}"))[name] = value  # noqa: S307
         with pytest.raises(ValueError, match=match):
-            captioning.check_config(config)
+            captioning.CaptioningTask.check_config(config)
     config = caption_shapes.get_config()
     config.model.decoder.depht = 2
     with pytest.raises(ValueError, match="depht"):
-        captioning.check_config(config)
+        captioning.CaptioningTask.check_config(config)
 
 
 def test_train_then_evaluate_on_builtin_dataset(shapes_data_dir, tmp_path, clip_run):

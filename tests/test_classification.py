@@ -179,7 +179,7 @@ def test_finetune_then_evaluate_on_builtin_dataset(shapes_data_dir, tmp_path, cl
     config = tiny_config(init_from="clip")
     config.prerequisites = ml_collections.ConfigDict(dict(
         clip=dict(workdir=clip_run[0], config=tiny.tiny_contrastive_config())))
-    resolved = prerequisites.resolve_init_from(config, str(tmp_path))
+    resolved = prerequisites.resolve(config, str(tmp_path))
     assert resolved.init_from == clip_run[0] and config.init_from == "clip"
     config.data.name, config.data.data_dir = "captioned_shapes/tiny", shapes_data_dir
     config.num_classes = 64

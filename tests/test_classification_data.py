@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax.data import augment, pipeline
+from multimodal_jax.data import augment, datasets, pipeline
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.tasks import classification
 from tests import test_classification
@@ -27,8 +27,8 @@ def _mock(num_examples=24):
 def _config(name: str, num_classes: int):
     config = test_classification.tiny_config(num_classes=num_classes, label_smoothing=0.1)
     config.data.update(name=name, train_filter=None, augment="inception_crop", flip=True,
-                       crop_area_min=0.3, shuffle_buffer=32, mean=pipeline.CLIP_MEAN,
-                       std=pipeline.CLIP_STD)
+                       crop_area_min=0.3, shuffle_buffer=32, mean=datasets.CLIP_MEAN,
+                       std=datasets.CLIP_STD)
     config.mix.kind = "cutmix"
     config.evaluation.update(filter=(), batch_size=16)
     return config
@@ -72,12 +72,12 @@ def test_inception_crop_any_size_deterministic_per_seed():
 
 
 def test_train_filter_and_multilabel_keys_on_builtin(shapes_data_dir):
-    cfg = pipeline.default_data_config(
+    cfg = datasets.default_data_config(
         name="captioned_shapes/tiny", data_dir=shapes_data_dir, label_key="label", image_size=16,
         shuffle_buffer=64, train_filter=("num_objects", 1))
     batch = next(pipeline.make_train_iterator(cfg, None, 256, 0, process_index=0, process_count=1))
     assert batch["label"].shape == (256,)
-    cfg_all = pipeline.default_data_config(**{**cfg.to_dict(), "train_filter": None,
+    cfg_all = datasets.default_data_config(**{**cfg.to_dict(), "train_filter": None,
                                               "extra_label_keys": ("label2",)})
     pairs = next(pipeline.make_train_iterator(cfg_all, None, 256, 0, process_index=0,
                                               process_count=1))["label"]
@@ -85,10 +85,10 @@ def test_train_filter_and_multilabel_keys_on_builtin(shapes_data_dir):
     single = pairs[:, 1] == -1
     assert 0.5 < single.mean() < 0.9  # about 70% single-object images in the full stream
     filtered = next(pipeline.make_train_iterator(
-        pipeline.default_data_config(**{**cfg_all.to_dict(), "train_filter": ("num_objects", 1)}),
+        datasets.default_data_config(**{**cfg_all.to_dict(), "train_filter": ("num_objects", 1)}),
         None, 256, 0, process_index=0, process_count=1))["label"]
     assert (filtered[:, 1] == -1).all()  # the filter keeps single-object images only
     with pytest.raises(ValueError, match="data.train_filter"):
         next(pipeline.make_train_iterator(
-            pipeline.default_data_config(**{**cfg.to_dict(), "train_filter": ("objects", 1)}),
+            datasets.default_data_config(**{**cfg.to_dict(), "train_filter": ("objects", 1)}),
             None, 8, 0, process_index=0, process_count=1))

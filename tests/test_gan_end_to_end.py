@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import prerequisites
@@ -31,9 +32,9 @@ def test_text_to_image_trains_from_nothing_and_evaluates(text_run, capsys):
     config, workdir, trained = text_run
     for name in ("clip", "eval_encoder", "classifier"):
         sub = config.prerequisites[name]
-        assert prerequisites.latest_step(os.path.join(workdir, name)) == sub.config.total_steps
+        assert workdir_lib.latest_step(os.path.join(workdir, name)) == sub.config.total_steps
     # Finished prerequisites are not trained again.
-    assert prerequisites.ensure(config, workdir, lambda *a: pytest.fail("retrained")) is None
+    assert prerequisites.pending(config, workdir) == []
     assert trained["step"] == config.total_steps
     pictures = sorted(os.listdir(os.path.join(workdir, "pictures")))
     assert pictures == ["adversarial_step2.png", "adversarial_step4.png"]
@@ -65,7 +66,7 @@ def test_a_given_prerequisite_workdir_must_hold_a_checkpoint(tmp_path):
     config = tiny_gan.tiny_gan_config()
     config.prerequisites.clip.workdir = str(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-        prerequisites.ensure(config, str(tmp_path), lambda *a: pytest.fail("trained"))
+        prerequisites.pending(config, str(tmp_path))
 
 
 def test_a_stopped_and_resumed_gan_ends_bitwise_equal(text_run, shapes_data_dir, tmp_path):

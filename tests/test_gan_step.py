@@ -145,18 +145,18 @@ def test_config_errors_are_clear():
     config = tiny_gan.tiny_gan_config(kind="class")
     config.gan.align_weight = 1.0
     with pytest.raises(ValueError, match="needs text conditioning"):
-        adversarial.check_config(config)
+        adversarial.AdversarialTask.check_config(config)
     config = tiny_gan.tiny_gan_config()
     config.data.image_size = 24
     with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
-        adversarial.check_config(config)
+        adversarial.AdversarialTask.check_config(config)
     config = tiny_gan.tiny_gan_config()
     config.evaluation.encoder = config.condition.encoder
     with pytest.raises(ValueError, match="also the GAN's conditioning model"):
-        adversarial.check_config(config)
+        adversarial.AdversarialTask.check_config(config)
     from configs import gan_coco64, gan_shapes, gan_shapes_classcond  # noqa: PLC0415
     for module in (gan_shapes, gan_shapes_classcond, gan_coco64):  # the shipped configs pass
-        adversarial.check_config(module.get_config())
+        adversarial.AdversarialTask.check_config(module.get_config())
 
 
 def test_matching_term_counts_only_truly_mismatched_pairs():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax.data import pipeline
+from multimodal_jax.data import datasets
 from multimodal_jax.evaluation import linear_probe
 
 
@@ -66,7 +66,7 @@ def test_probe_metrics_names_and_unknown_fields():
 def test_evaluate_on_builtin_dataset_from_pixels(shapes_data_dir):
     """Colour is linear in the pixels, the shape much less: the pixel probe lies between chance
     (1/56) and perfect; the evaluator runs the real pipeline and the mesh end to end."""
-    data = pipeline.default_data_config(name="captioned_shapes/tiny", data_dir=shapes_data_dir,
+    data = datasets.default_data_config(name="captioned_shapes/tiny", data_dir=shapes_data_dir,
                                         label_key="label", image_size=16, mean=(0.5,) * 3,
                                         std=(0.5,) * 3)
     features = jax.jit(lambda p, x: x.reshape(x.shape[0], -1) * p)

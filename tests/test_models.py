@@ -33,7 +33,7 @@ def test_vit_pooling_and_posemb(pool, pos):
 
 
 def test_vit_rejects_untiled_images():
-    with pytest.raises(ValueError, match="not tiled by patch size 5"):
+    with pytest.raises(ValueError, match="not divisible by the patch size 5"):
         ViT(variant="mu/5").init(jax.random.key(0), IMAGES)
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from multimodal_jax.data import device_input, pipeline, tokenizers
+from multimodal_jax.data import datasets, device_input, pipeline, tokenizers
 
 MAX_LEN = 24
 COCO_EXAMPLES = 20
@@ -20,13 +20,13 @@ TOKENIZER = tokenizers.ByteTokenizer(max_len=MAX_LEN)
 def _cifar_cfg(**kw):
     base = dict(name="cifar10", label_key="label", image_size=16, shuffle_buffer=64, max_len=MAX_LEN,
                 caption_templates=("a photo of a {}.", "a {}."))
-    return pipeline.default_data_config(**{**base, **kw})
+    return datasets.default_data_config(**{**base, **kw})
 
 
 def _coco_cfg(**kw):
     base = dict(name="coco_captions", text_key="captions/text", image_size=16, shuffle_buffer=64,
                 max_len=MAX_LEN, eval_splits=("val",))
-    return pipeline.default_data_config(**{**base, **kw})
+    return datasets.default_data_config(**{**base, **kw})
 
 
 def _coco_as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False, **_):
@@ -158,9 +158,9 @@ def test_eval_filter_keeps_matching_examples_only():
 
 
 def test_builtin_shapes_dataset_is_prepared_and_read(tmp_path):
-    cfg = pipeline.default_data_config(name="captioned_shapes/tiny", data_dir=str(tmp_path), image_size=32,
+    cfg = datasets.default_data_config(name="captioned_shapes/tiny", data_dir=str(tmp_path), image_size=32,
                                        text_key="caption", label_key="label", max_len=MAX_LEN)
-    pipeline.ensure_prepared(cfg)
+    datasets.ensure_prepared(cfg)
     (batch,) = _take(_train(cfg, batch=16, process_index=0, process_count=1), 1)
     assert batch["image"].shape == (16, 32, 32, 3) and batch["label"].shape == (16,)
     assert all(TOKENIZER.decode(t) for t in batch["tokens"])
@@ -193,7 +193,7 @@ def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not prepared.*tfds build cifar10"):
         _train(cfg, process_index=0, process_count=1)
     with pytest.raises(FileNotFoundError, match="not prepared"):
-        pipeline.ensure_prepared(cfg)
+        datasets.ensure_prepared(cfg)
 
 
 def test_shard_for_pmap_is_taken_by_pmap_without_a_copy():

@@ -158,7 +158,7 @@ def _toy_step(state, batch, rng):
 def _run_toy(driver_name, step_fn, batches, guard=None):
     mesh = mesh_lib.data_mesh()
     driver = drivers.make_driver(driver_name, step_fn, mesh)
-    carry = (_state(), guard) if guard is not None else _state()
+    carry = guards.Carry(_state(), guard) if guard is not None else _state()
     carry = driver.put_state(carry)
     for x in batches:
         carry, _ = driver.step(carry, driver.put_batch({"x": x}), jax.random.key(0))
@@ -233,7 +233,7 @@ def _final(config, workdir):
     template = jax.device_put(task.create_state(jax.random.key(config.seed)),
                               mesh_lib.replicated(mesh_lib.data_mesh()))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-    state, latest = ckpt.restore(template), ckpt.latest_step()
+    state, latest = ckpt.restore(template), ckpt.all_steps()[-1]
     metadata = ckpt.metadata(latest)
     ckpt.close()
     return state, metadata

@@ -21,7 +21,7 @@ from absl import logging as absl_logging
 
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
-from multimodal_jax.data import pipeline
+from multimodal_jax.data import datasets
 from multimodal_jax.runtime.guards import NonFiniteError
 
 BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
@@ -34,7 +34,7 @@ def setup_process() -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("multimodal_jax").setLevel(
         logging.INFO if jax.process_index() == 0 else logging.WARNING)
-    pipeline.hide_accelerators_from_tf()
+    datasets.hide_accelerators_from_tf()
 
 
 def fail(message: str, code: int = BAD_INPUT) -> None:

@@ -13,7 +13,11 @@ import numpy as np
 import sentencepiece as spm
 import tensorflow as tf
 
+from multimodal_jax import fields
+
 Texts = Union[str, bytes, Sequence[Union[str, bytes]]]
+KINDS = ("sentencepiece", "bytes", "clip_bpe")
+FIELDS = ("kind", "path", "vocab_size", "max_len")  # of config.tokenizer
 
 
 def _as_str(text: Union[str, bytes]) -> str:
@@ -222,24 +226,48 @@ def get_tokenizer(config: Any) -> Tokenizer:
     it must be at least the tokenizer's vocabulary (it sizes the text model's embedding).
     """
     kind = str(_field(config, "kind", "bytes")).lower()
+    check_kind(kind)
     max_len = _field(config, "max_len")
-    if kind in ("bytes", "byte"):
+    if kind == "bytes":
         tokenizer = ByteTokenizer(max_len=max_len)
-    elif kind in ("sentencepiece", "spm"):
+    elif kind == "sentencepiece":
         path = _field(config, "path")
         if not path:
             raise ValueError("config.tokenizer.kind is 'sentencepiece' but config.tokenizer.path "
                              "is empty; set it to a .model file (see train_sentencepiece).")
         tokenizer = SentencePieceTokenizer(path, max_len=max_len)
-    elif kind == "clip_bpe":
+    else:
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415 - it imports this module
         tokenizer = ClipBpeTokenizer(_field(config, "path"), max_len=max_len)
-    else:
-        raise ValueError(f"Unknown config.tokenizer.kind {kind!r}; use 'bytes', "
-                         "'sentencepiece' or 'clip_bpe'.")
     vocab_size = _field(config, "vocab_size")
     if vocab_size and int(vocab_size) < tokenizer.vocab_size:
         raise ValueError(
             f"config.tokenizer.vocab_size={vocab_size} is smaller than the {kind} tokenizer's "
             f"vocabulary ({tokenizer.vocab_size}); set it to >= {tokenizer.vocab_size}.")
     return tokenizer
+
+
+def check_kind(kind: str) -> None:
+    """``ValueError`` unless ``kind`` is one of ``KINDS``."""
+    if kind not in KINDS:
+        raise ValueError(f"config.tokenizer.kind={kind!r}; choose one of {KINDS}.")
+
+
+def check_config(tokenizer: Any) -> None:
+    """``config.tokenizer``: known fields, a known kind, whole-number sizes, and a given file
+    exists and reads as that kind of tokenizer (it is parsed, never executed)."""
+    fields.check_known(tokenizer, FIELDS, "config.tokenizer")
+    check_kind(tokenizer.kind)
+    fields.check_positive_ints(tokenizer, ("vocab_size", "max_len"), "config.tokenizer")
+    path = tokenizer.get("path", "")
+    if path and not os.path.exists(path):
+        raise ValueError(f"config.tokenizer.path={path!r} does not exist; give an existing "
+                         "tokenizer file, or leave it empty to train a SentencePiece model on the "
+                         "training captions.")
+    if path and tokenizer.kind != "bytes":
+        try:
+            get_tokenizer(tokenizer)
+        except Exception as error:  # noqa: BLE001 - any failure to parse a user's file
+            what = " ".join(f"{type(error).__name__}: {error}".split())[:400]
+            raise ValueError(f"config.tokenizer.path={path!r} cannot be read as a "
+                             f"{tokenizer.kind} tokenizer: {what}") from None

@@ -8,7 +8,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from multimodal_jax.data import pipeline
+from multimodal_jax.data import datasets
 from multimodal_jax.data import tokenizers
 
 MAX_TRAINING_CAPTIONS = 100_000
@@ -20,7 +20,7 @@ def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAI
         raise ValueError(
             f"Cannot train a SentencePiece model for {data_cfg.name!r}: it has no text_key. Set "
             "tokenizer.path to a .model file, or tokenizer.kind='bytes'.")
-    pipeline.hide_accelerators_from_tf()
+    datasets.hide_accelerators_from_tf()
     builder = tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir or None)
     ds = builder.as_dataset(split=data_cfg.train_split, shuffle_files=False,
                             decoders={data_cfg.image_key: tfds.decode.SkipDecoding()})

@@ -11,8 +11,7 @@ import numpy as np
 
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.pretrained import init_from
-from multimodal_jax.runtime import prerequisites
-from multimodal_jax.data import pipeline
+from multimodal_jax.data import datasets
 from multimodal_jax.data import shapes_render
 from multimodal_jax.models import factory
 
@@ -32,14 +31,13 @@ class Classifier:
         return jnp.argmax(self.model.apply({"params": params}, images)["logits"], axis=-1)
 
 
-def load(config: ml_collections.ConfigDict, workdir: str, name: str):
-    """``(Classifier, params)`` of prerequisite ``name`` (a classification run and its config)."""
+def load(config: ml_collections.ConfigDict, name: str):
+    """``(Classifier, params)`` of prerequisite ``name`` (a classification run and its config;
+    the config's prerequisites are resolved to paths by now)."""
     run = config.prerequisites[name].config
     model = factory.build_vit(run.model.image, run.model.dtype, num_classes=run.num_classes)
-    spec = prerequisites.spec_of(config, workdir, name)
-    classifier = Classifier(model, int(run.data.image_size),
-                            tuple(run.data.get("mean") or pipeline.CLIP_MEAN),
-                            tuple(run.data.get("std") or pipeline.CLIP_STD))
+    spec = config.prerequisites[name].workdir
+    classifier = Classifier(model, int(run.data.image_size), *datasets.normalisation(run.data))
     return classifier, init_from.restore_params(init_from.parse(spec)[1])
 
 

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from multimodal_jax.models import decoding
+from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import caption_attributes
 from multimodal_jax.evaluation import caption_figure
@@ -56,7 +57,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if ev.attributes not in ATTRIBUTES:
         raise ValueError(f"config.evaluation.attributes={ev.attributes!r}; choose one of "
                          f"{ATTRIBUTES}.")
-    if ev.attributes == "builtin" and not config.data.name.startswith(pipeline.BUILTIN):
+    if ev.attributes == "builtin" and not datasets.is_builtin(config.data.name):
         raise ValueError("config.evaluation.attributes='builtin' reads the built-in dataset's "
                          f"shapes and colours; {config.data.name!r} has none: set it to 'none'.")
     if ev.zeroshot_splits and not config.data.get("label_key"):
@@ -176,7 +177,7 @@ class Evaluator:
         if self.builtin:
             correct = [caption_attributes.judge(c, *caption_attributes.image_attributes(row))["all"]
                        for c, row in zip(generated, result["label"])]
-        images = figures.to_uint8(result["image"], self.config.data.mean, self.config.data.std)
+        images = figures.to_uint8(result["image"], *datasets.normalisation(self.config.data))
         dec = self.config.decoding
         references = self.tokenizer.decode(result["tokens"])
         caption_figure.write(images, generated, references, path, correct, title=f"{split}: generated captions ({dec.method} decoding)")

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
+from multimodal_jax.data import datasets
 from multimodal_jax.data import device_input
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_captions
@@ -126,7 +127,7 @@ def _retrieval_picture(image_emb, text_emb, result, config, tokenizer, path, sho
     captions = [tokenizer.decode(t) for t in result["tokens"]]
     scores = image_emb[:shown] @ text_emb.T
     top = np.argsort(-scores, axis=1)[:, :3]
-    images = figures.to_uint8(result["image"][:shown], config.data.mean, config.data.std)
+    images = figures.to_uint8(result["image"][:shown], *datasets.normalisation(config.data))
     figures.retrieval_grid(
         images, captions[:shown], [[captions[j] for j in row] for row in top],
         [[captions[j] == captions[i] for j in row] for i, row in enumerate(top)], path)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import attributes
 from multimodal_jax.evaluation import encode
@@ -35,12 +36,12 @@ class Evaluator:
                  cond_tokenizer, initial_params: Callable[[], dict]):
         self.config, self.setup, self.cond_tokenizer = config, setup, cond_tokenizer
         ev = config.evaluation
-        self.encoder, encoder_params, self.tokenizer = frozen_clip.load_named(config, workdir, ev.encoder)
+        self.encoder, encoder_params, self.tokenizer = frozen_clip.load_named(config, ev.encoder)
         self.host_params = jax.device_get({"enc": encoder_params, **frozen})  # numpy copies
         self.classifier = None
         if ev.get("classifier"):
-            self.classifier, self.host_params["cls"] = attributes.load(config, workdir, ev.classifier)
-        self.split_attributes = config.data.name.split("/")[0] == pipeline.BUILTIN
+            self.classifier, self.host_params["cls"] = attributes.load(config, ev.classifier)
+        self.split_attributes = datasets.is_builtin(config.data.name)
         self.initial_params = initial_params
         self._columns = jax.jit(self._example_columns)
         self._generate = jax.jit(self._images)

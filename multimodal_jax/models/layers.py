@@ -21,6 +21,15 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "silu": nn.silu,
 }
 
+def check_heads(width: int, num_heads: int, where: str) -> None:
+    """``ValueError`` unless ``width`` splits evenly into ``num_heads`` heads."""
+    if width % num_heads:
+        closest = min((d for d in range(1, width + 1) if width % d == 0),
+                      key=lambda d: abs(d - num_heads))
+        raise ValueError(f"{where}.width={width} is not divisible by num_heads={num_heads}: each "
+                         f"head gets width / num_heads channels; choose e.g. num_heads={closest}.")
+
+
 REMAT_POLICIES = {
     "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
     "dots_saveable": jax.checkpoint_policies.dots_saveable,

@@ -16,6 +16,12 @@ from multimodal_jax.models import layers
 POOLS = ("eos", "argmax", "first", "last", "mean", "map")
 
 
+def check_pool(pool: str, where: str = "TextTransformer") -> None:
+    """``ValueError`` unless ``pool`` is one of ``POOLS``."""
+    if pool not in POOLS:
+        raise ValueError(f"{where}.pool={pool!r}; choose one of {POOLS}.")
+
+
 class TextTransformer(nn.Module):
     """Text tower; tokens are int32 ``[batch, length]`` padded with ``pad_id``."""
 
@@ -36,8 +42,7 @@ class TextTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens):
-        if self.pool not in POOLS:
-            raise ValueError(f"Unknown text pool {self.pool!r}; choose one of {POOLS}.")
+        check_pool(self.pool)
         if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
             raise ValueError(f"Tokens must be int [batch, length <= {self.max_len}], got shape "
                              f"{tokens.shape}.")

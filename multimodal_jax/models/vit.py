@@ -11,6 +11,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from multimodal_jax import fields
 from multimodal_jax.models import layers
 from multimodal_jax.models import posemb
 
@@ -28,6 +29,7 @@ VARIANTS = {
 }
 POOLS = ("tok", "gap", "map", "none")
 POSEMBS = ("learn", "sincos2d")
+SIZE_FIELDS = ("width", "depth", "mlp_dim", "num_heads", "patch_size")
 
 
 def parse_variant(variant: str) -> dict[str, int]:
@@ -41,6 +43,37 @@ def parse_variant(variant: str) -> dict[str, int]:
     if patch:
         out["patch_size"] = int(patch)
     return out
+
+
+def resolve_sizes(variant: Optional[str], explicit: dict, pool: str, posemb_kind: str,
+                  where: str = "ViT") -> dict[str, int]:
+    """The width, depth, mlp_dim, num_heads and patch_size of ``variant`` with the ``explicit``
+    ones (not None) overriding it, checked: all given, positive integers, heads dividing the
+    width; ``pool`` and ``posemb_kind`` known. ``where`` names the fields in errors."""
+    try:
+        sizes = parse_variant(variant) if variant else {}
+    except ValueError as error:
+        raise ValueError(f"{where}.variant: {error}") from None
+    sizes.update({k: v for k, v in explicit.items() if v is not None})
+    missing = [f for f in SIZE_FIELDS if f not in sizes]
+    if missing:
+        raise ValueError(f"{where} needs {missing}: give a variant like 'B/16' or set them.")
+    for name in SIZE_FIELDS:
+        if not (fields.is_int(sizes[name]) and sizes[name] > 0):
+            raise ValueError(f"{where}.{name} must be a positive integer, got {sizes[name]!r}.")
+    layers.check_heads(sizes["width"], sizes["num_heads"], where)
+    if pool not in POOLS:
+        raise ValueError(f"{where}.pool={pool!r}; choose one of {POOLS}.")
+    if posemb_kind not in POSEMBS:
+        raise ValueError(f"{where}.posemb={posemb_kind!r}; choose one of {POSEMBS}.")
+    return sizes
+
+
+def check_image_size(size: int, patch: int, what: str = "the image size") -> None:
+    """``ValueError`` unless ``patch`` tiles ``size`` (an image side)."""
+    if size % patch:
+        raise ValueError(f"{what}={size} is not divisible by the patch size {patch}: use an image "
+                         f"size that is a multiple of {patch} (e.g. {size // patch * patch or patch}).")
 
 
 class ViT(nn.Module):
@@ -66,27 +99,16 @@ class ViT(nn.Module):
 
     def size(self) -> dict[str, int]:
         """The resolved width, depth, mlp_dim, num_heads and patch_size."""
-        sizes = parse_variant(self.variant) if self.variant else {}
-        for field in ("width", "depth", "mlp_dim", "num_heads", "patch_size"):
-            if getattr(self, field) is not None:
-                sizes[field] = getattr(self, field)
-        missing = {"width", "depth", "mlp_dim", "num_heads", "patch_size"} - set(sizes)
-        if missing:
-            raise ValueError(f"ViT needs {sorted(missing)}: give a variant like 'B/16' or set them.")
-        if self.pool not in POOLS:
-            raise ValueError(f"Unknown ViT pool {self.pool!r}; choose one of {POOLS}.")
-        if self.posemb not in POSEMBS:
-            raise ValueError(f"Unknown ViT posemb {self.posemb!r}; choose one of {POSEMBS}.")
-        return sizes
+        return resolve_sizes(self.variant, {f: getattr(self, f) for f in SIZE_FIELDS},
+                             self.pool, self.posemb)
 
     @nn.compact
     def __call__(self, images):
         s = self.size()
         patch = s["patch_size"]
         _, height, width, _ = images.shape
-        if height % patch or width % patch:
-            raise ValueError(f"Image size {height}x{width} is not tiled by patch size {patch}: "
-                             "choose an image size divisible by the patch size.")
+        check_image_size(height, patch, "the image height")
+        check_image_size(width, patch, "the image width")
         x = nn.Conv(s["width"], (patch, patch), strides=(patch, patch), padding="VALID",
                     use_bias=self.patch_bias, dtype=self.dtype, name="embedding")(images)
         batch, gh, gw, dim = x.shape

@@ -21,25 +21,23 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from multimodal_jax import fields
 from multimodal_jax.parallel import sharding
-from multimodal_jax.parallel.mesh import (AXIS, FSDP, batch_axes, check_batch_divides, data_mesh,
-                                          global_replicated, layout, replicated)
+from multimodal_jax.parallel.mesh import (AXIS, FSDP, batch_axes, check_batch_divides, check_fsdp,
+                                          data_mesh, global_replicated, layout, replicated)
 
 DRIVERS = ("pmap", "mesh")
+FIELDS = ("driver", "fsdp", "rules", "logical_axes", "peak_tflops")  # of config.parallel
 
 
 def check_config(parallel_config, device_count: int) -> None:
     """Clear errors for ``config.parallel`` (driver, fsdp, rules, logical_axes, peak_tflops)
     before anything runs; ``ValueError`` naming the field."""
+    fields.check_known(parallel_config, FIELDS, "config.parallel")
     driver, fsdp = parallel_config.get("driver", "mesh"), parallel_config.get("fsdp", 1)
-    if driver not in DRIVERS:
-        raise ValueError(f"config.parallel.driver={driver!r} is unknown; choose one of {DRIVERS}.")
-    if not isinstance(fsdp, int) or fsdp < 1 or device_count % fsdp:
-        raise ValueError(f"config.parallel.fsdp={fsdp!r} must be a positive divisor of the "
-                         f"{device_count} devices (1 = no FSDP).")
-    if fsdp > 1 and driver == "pmap":
-        raise ValueError("config.parallel.fsdp > 1 needs config.parallel.driver='mesh' (the pmap "
-                         "driver keeps the state replicated).")
+    check_driver(driver)
+    check_fsdp(fsdp, device_count)
+    check_combination(driver, fsdp)
     for rule in layout(parallel_config)["rules"]:
         if len(rule) != 2 or not isinstance(rule[0], str):
             raise ValueError(f"config.parallel.rules entry {rule!r} must be (regex, spec), e.g. "
@@ -51,6 +49,19 @@ def check_config(parallel_config, device_count: int) -> None:
                              f"to {sorted(sharding.STATE_AXES)} or None.")
     if parallel_config.get("peak_tflops", 0) < 0:
         raise ValueError("config.parallel.peak_tflops must be >= 0 (0: measure it at start).")
+
+
+def check_driver(name: str) -> None:
+    """``name`` is one of ``DRIVERS``."""
+    if name not in DRIVERS:
+        raise ValueError(f"config.parallel.driver={name!r} is unknown; choose one of {DRIVERS}.")
+
+
+def check_combination(driver: str, fsdp: int) -> None:
+    """FSDP splits the state, which only the mesh driver does."""
+    if fsdp > 1 and driver == "pmap":
+        raise ValueError("config.parallel.fsdp > 1 needs config.parallel.driver='mesh' (the pmap "
+                         "driver keeps the state replicated).")
 
 
 def _bind_data_axis_by_vmap(step: Callable) -> Callable:
@@ -117,9 +128,7 @@ class PmapDriver:
     def __init__(self, step: Callable, mesh: Mesh | None = None, donate: bool = True,
                  rules=(), logical_axes=None):
         self.mesh = mesh or data_mesh()  # global mesh, for get_state
-        if FSDP in self.mesh.axis_names:
-            raise ValueError("The pmap driver keeps the state replicated: config.parallel.fsdp > 1 "
-                             "needs config.parallel.driver='mesh'.")
+        check_combination(self.name, dict(self.mesh.shape).get(FSDP, 1))
         del rules, logical_axes  # nothing to split: every device holds the whole state
         self.devices = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
         self._local = Mesh(np.asarray(self.devices), (AXIS,))
@@ -171,6 +180,5 @@ def make_driver(name: str, step: Callable, mesh: Mesh | None = None, donate: boo
                 rules=(), logical_axes=None):
     """The driver called ``name`` ("pmap" or "mesh") around ``step``; ``rules`` and
     ``logical_axes`` (mesh driver only) lay out the state (``sharding.py``)."""
-    if name not in DRIVERS:
-        raise ValueError(f"Unknown parallel driver {name!r}; choose one of {DRIVERS}.")
+    check_driver(name)
     return (PmapDriver if name == "pmap" else MeshDriver)(step, mesh, donate, rules, logical_axes)

@@ -9,7 +9,7 @@ is not counted, so MFU measures model FLOPs, as MaxText and PaLM do.
 """
 
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -72,18 +72,18 @@ def contrastive_loss(embed_dim: int, global_batch: int, loss: str) -> float:
     return float((2 if loss == "softmax" else 1) * 2 * global_batch * embed_dim)
 
 
-def train_flops_per_example(model: Any, config) -> Optional[float]:
-    """Training FLOPs per example of a task's ``model`` under ``config`` (3x forward, plus the
-    contrastive loss's similarities); None for a model this module cannot count."""
-    size = config.data.image_size
-    if isinstance(model, TwoTower):
-        forward = two_tower(model, size, config.tokenizer.max_len)
-        forward += contrastive_loss(model.embed_dim, config.batch_size, config.loss)
-    elif isinstance(model, ViT):
-        forward = vit(model, size)
-    else:
-        return None
+def contrastive_train(model: TwoTower, image_size: int, length: int, global_batch: int,
+                      loss: str) -> float:
+    """Training FLOPs of one image-text pair: 3x the forward pass of both towers, plus its
+    row of similarities over the global batch (``contrastive_loss``)."""
+    forward = two_tower(model, image_size, length) + contrastive_loss(model.embed_dim,
+                                                                      global_batch, loss)
     return TRAIN_MULTIPLIER * forward
+
+
+def classification_train(model: ViT, image_size: int) -> float:
+    """Training FLOPs of one image through a ViT classifier: 3x its forward pass."""
+    return TRAIN_MULTIPLIER * vit(model, image_size)
 
 
 def xla_flops(fn, *args) -> float:
@@ -135,11 +135,12 @@ class Throughput:
         return out
 
 
-def meter_for(model: Any, config, num_devices: int, start_step: int) -> Throughput:
-    """The loop's meter: analytic FLOPs of ``config.batch_size`` examples, and the peak of
-    ``config.parallel.peak_tflops`` (per device; 0 or absent: measured here)."""
-    per_example = train_flops_per_example(model, config)
+def meter_for(flops_per_example: Optional[float], config, num_devices: int,
+              start_step: int) -> Throughput:
+    """The loop's meter: ``flops_per_example`` (a task's analytic count; None: step time only)
+    times ``config.batch_size``, against the peak of ``config.parallel.peak_tflops`` (per
+    device; 0 or absent: measured here)."""
     peak_tflops = config.parallel.get("peak_tflops", 0.0) if "parallel" in config else 0.0
     peak = peak_tflops * 1e12 if peak_tflops else measure_peak_flops()
-    flops = per_example * config.batch_size if per_example else None
+    flops = flops_per_example * config.batch_size if flops_per_example else None
     return Throughput(flops, num_devices, peak, start_step)

@@ -25,15 +25,20 @@ def data_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(jax.devices() if devices is None else devices), (AXIS,))
 
 
+def check_fsdp(fsdp, device_count: int) -> None:
+    """``fsdp`` (the FSDP group size) is a positive divisor of the device count."""
+    if not isinstance(fsdp, int) or fsdp < 1 or device_count % fsdp:
+        raise ValueError(f"config.parallel.fsdp={fsdp!r} must be a positive divisor of the "
+                         f"{device_count} devices (1 = no FSDP).")
+
+
 def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
     """``data_mesh`` when ``fsdp == 1``, else a ``("data", "fsdp")`` mesh whose rows are groups
     of ``fsdp`` consecutive devices (within one host when ``fsdp`` divides its device count)."""
     devices = np.asarray(jax.devices() if devices is None else devices)
+    check_fsdp(fsdp, devices.size)
     if fsdp == 1:
         return data_mesh(devices)
-    if fsdp < 1 or devices.size % fsdp:
-        raise ValueError(f"config.parallel.fsdp={fsdp} does not divide the {devices.size} devices: "
-                         f"choose a divisor of {devices.size} (1 = no FSDP).")
     return Mesh(devices.reshape(-1, fsdp), (AXIS, FSDP))
 
 

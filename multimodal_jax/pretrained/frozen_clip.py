@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from multimodal_jax.pretrained import hf_clip
 from multimodal_jax.pretrained import init_from
-from multimodal_jax.runtime import prerequisites
-from multimodal_jax.data import pipeline
+from multimodal_jax.pretrained import weights_files
+from multimodal_jax.data import datasets
 from multimodal_jax.data import vocab
 from multimodal_jax.models import factory
 from multimodal_jax.models.two_tower import TwoTower
@@ -71,26 +72,24 @@ def load(spec: str, config: Optional[ml_collections.ConfigDict] = None):
         tokenizer = vocab.ensure_tokenizer(config, path)
         model = factory.build_two_tower(config.model, config.loss, tokenizer.vocab_size,
                                         tokenizer.pad_id, tokenizer.eos_id)
-        mean = tuple(config.data.get("mean") or pipeline.CLIP_MEAN)
-        std = tuple(config.data.get("std") or pipeline.CLIP_STD)
-        return (FrozenClip(model, int(config.data.image_size), mean, std),
+        return (FrozenClip(model, int(config.data.image_size), *datasets.normalisation(config.data)),
                 init_from.restore_params(path), tokenizer)
     if kind == "hf_clip":
-        from multimodal_jax import pretrained  # noqa: PLC0415 - only for published weights
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415
-        model, variables = pretrained.load_hf_clip(path)
-        size = pretrained.read_json(os.path.join(path, "config.json"))["vision_config"]["image_size"]
+        model, variables = hf_clip.load_hf_clip(path)
+        size = weights_files.read_json(os.path.join(path, "config.json"))["vision_config"]["image_size"]
         tokenizer = ClipBpeTokenizer(path, max_len=77)
-        return (FrozenClip(model, int(size), tuple(pipeline.CLIP_MEAN), tuple(pipeline.CLIP_STD)),
+        return (FrozenClip(model, int(size), tuple(datasets.CLIP_MEAN), tuple(datasets.CLIP_STD)),
                 variables["params"], tokenizer)
     raise ValueError(f"A frozen contrastive model is read from one of {KINDS} ('KIND:PATH'), "
                      f"not {kind!r} ({spec!r}).")
 
 
-def load_named(config: ml_collections.ConfigDict, workdir: str, source: str):
+def load_named(config: ml_collections.ConfigDict, source: str):
     """``load`` of ``source``: the name of one of ``config.prerequisites`` (its run, read with
-    its config), or a spec such as ``hf_clip:DIR``."""
-    if source in prerequisites.names(config):
-        return load(prerequisites.spec_of(config, workdir, source),
-                    config.prerequisites[source].config)
+    its config; the config's prerequisites are resolved to paths by now), or a spec such as
+    ``hf_clip:DIR``."""
+    runs = config.get("prerequisites", {})
+    if source in runs:
+        return load(runs[source].workdir, runs[source].config)
     return load(source)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT
@@ -36,12 +37,12 @@ def load_hf_clip(path: str, dtype=jnp.float32):
 
     ``dtype`` is the compute dtype of the returned model; parameters are float32.
     """
-    config = tm.read_json(os.path.join(path, "config.json"))
+    config = weights_files.read_json(os.path.join(path, "config.json"))
     if config.get("model_type", "clip") != "clip":
         raise ValueError(f"{path!r} holds a {config.get('model_type')!r} model, not 'clip'. "
                          "For ViT checkpoints use multimodal_jax.convert.load_hf_vit.")
     text, vision, top = clip_configs(config)
-    checkpoint = tm.read_checkpoint(path)
+    checkpoint = weights_files.read_checkpoint(path)
     if "logit_scale" in checkpoint:  # the learned value, not the config's initial one
         top["logit_scale_init_value"] = float(np.asarray(checkpoint["logit_scale"]).reshape(()))
     model = clip_model(text, vision, top, dtype)
@@ -98,10 +99,10 @@ def config_blocks(path: str) -> dict:
     ``init_from="hf_clip:PATH"`` and ``init_towers="all"``): ``model`` fields, the ``tokenizer``
     block (the folder's CLIP BPE files) and the image size and normalisation it was trained
     with (``preprocessor_config.json``, else OpenAI's)."""
-    text, vision, top = clip_configs(tm.read_json(os.path.join(path, "config.json")))
+    text, vision, top = clip_configs(weights_files.read_json(os.path.join(path, "config.json")))
     fields = model_fields(text, vision, top)
     processor = os.path.join(path, "preprocessor_config.json")
-    norm = tm.read_json(processor) if os.path.exists(processor) else {}
+    norm = weights_files.read_json(processor) if os.path.exists(processor) else {}
     return dict(
         model=dict(fields, dtype="float32"),
         tokenizer=dict(kind="clip_bpe", path=path, vocab_size=text["vocab_size"],

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models import layers
 from multimodal_jax.models.vit import ViT
 
@@ -53,11 +54,11 @@ def load_hf_vit(path: str, with_pooler: bool = True, dtype=jnp.float32):
     With ``with_pooler=False`` the pooler weights are dropped and the params are exactly a
     ``ViT``'s, ready to fine-tune.
     """
-    config = {**VIT_DEFAULTS, **tm.read_json(os.path.join(path, "config.json"))}
+    config = {**VIT_DEFAULTS, **weights_files.read_json(os.path.join(path, "config.json"))}
     if config.get("model_type", "vit") != "vit":
         raise ValueError(f"{path!r} holds a {config.get('model_type')!r} model, not 'vit'. "
                          "For CLIP checkpoints use multimodal_jax.convert.load_hf_clip.")
-    checkpoint = tm.strip_prefix(tm.read_checkpoint(path), "vit.")
+    checkpoint = tm.strip_prefix(weights_files.read_checkpoint(path), "vit.")
     num_classes = _num_classes(checkpoint)
     has_pooler = "pooler.dense.weight" in checkpoint
     vit = vit_model(config, num_classes, dtype)

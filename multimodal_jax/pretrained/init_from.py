@@ -15,6 +15,12 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.sharding import SingleDeviceSharding
 
+from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.pretrained import hf_clip
+from multimodal_jax.pretrained import hf_vit
+from multimodal_jax.pretrained import openai_clip
+from multimodal_jax.pretrained import weights_files
+
 KINDS = ("workdir", "hf_clip", "openai_clip", "hf_vit")
 # Leaves a tower may carry that a fine-tuned model replaces or does not have.
 DROPPED = ("head", "pooler")
@@ -31,10 +37,36 @@ def parse(spec: str) -> tuple[str, str]:
     return kind, path
 
 
+def check_spec(spec: str) -> None:
+    """``config.init_from`` names weights that exist and look like what its kind reads
+    (opened, never executed); ``ValueError`` otherwise."""
+    kind, path = parse(spec)
+    where = f"config.init_from={spec!r}"
+    if not os.path.exists(path):
+        raise ValueError(f"{where}: {path!r} does not exist.")
+    if kind == "workdir":
+        if not os.path.isdir(os.path.join(path, workdir_lib.CHECKPOINTS)):
+            raise ValueError(f"{where}: {path!r} holds no checkpoints/ folder; give the workdir "
+                             "of a finished run.")
+        return
+    files = [path]
+    if os.path.isdir(path):
+        if kind != "openai_clip" and not os.path.exists(os.path.join(path, "config.json")):
+            raise ValueError(f"{where}: {path!r} has no config.json; give a folder written by "
+                             "Hugging Face `save_pretrained`.")
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith(".safetensors")]
+        if not files:
+            raise ValueError(f"{where}: {path!r} holds no .safetensors weights (pickle-based "
+                             "pytorch_model.bin files are not loaded, for safety); re-save the "
+                             "model with safetensors.")
+    for file in files:
+        weights_files.check_weights_file(file, where)
+
+
 def restore_params(workdir: str) -> dict:
     """The ``params`` of the newest checkpoint in ``workdir`` (nothing else is read), on this
     process's first device, whatever the device layout it was saved from."""
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    directory = workdir_lib.checkpoint_dir(workdir)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"init_from: {workdir!r} holds no checkpoints/ folder; give the "
                                 "workdir of a finished run (python -m train ... --workdir DIR).")
@@ -53,13 +85,6 @@ def restore_params(workdir: str) -> dict:
     return restored["params"]
 
 
-def has_checkpoint(workdir: str) -> bool:
-    """Whether ``workdir`` holds a checkpoint of its own: a resumed or evaluated run then needs
-    no pretrained weights (the restore overwrites them), and they may since have moved."""
-    directory = os.path.join(workdir, "checkpoints")
-    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
-
-
 def tower_of(params: dict) -> dict:
     """A two-tower model's ``image_tower``, else the params themselves (a ViT)."""
     return params["image_tower"] if "image_tower" in params else params
@@ -71,9 +96,8 @@ def load_params(spec: str) -> dict:
     kind, path = parse(spec)
     if kind == "workdir":
         return restore_params(path)
-    from multimodal_jax import pretrained  # noqa: PLC0415 - only when importing published weights
-    loader = {"hf_clip": pretrained.load_hf_clip, "openai_clip": pretrained.load_openai_clip,
-              "hf_vit": pretrained.load_hf_vit}[kind]
+    loader = {"hf_clip": hf_clip.load_hf_clip, "openai_clip": openai_clip.load_openai_clip,
+              "hf_vit": hf_vit.load_hf_vit}[kind]
     _, variables = loader(path)
     return variables["params"]
 

@@ -13,6 +13,7 @@ import re
 import jax.numpy as jnp
 
 from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT
@@ -33,7 +34,7 @@ def load_openai_clip(path: str, *, act: str = "quick_gelu", vision_heads: int | 
     width // 64. ``text_pool="argmax"`` pools at the highest token id (OpenAI's end-of-text
     rule); ``"eos"`` pools at the first ``eos_id`` (default: the last vocabulary id).
     """
-    checkpoint = tm.strip_prefix(tm.read_checkpoint(_weights_file(path)), "module.")
+    checkpoint = tm.strip_prefix(weights_files.read_checkpoint(_weights_file(path)), "module.")
     text_prefix = "text." if "text.token_embedding.weight" in checkpoint else ""
     dims = infer_dims(checkpoint, text_prefix)
     vision_heads = vision_heads or _default_heads(dims["vision_width"], "vision")

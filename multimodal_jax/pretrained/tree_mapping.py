@@ -4,11 +4,9 @@ A conversion is a list of ``Rule(target, source, transform)``: model parameter p
 (``"image_tower/encoder/block_0/attn/query/kernel"``), checkpoint key, and a numpy function
 from the checkpoint's layout to Flax's. ``build_params`` applies the rules and checks them
 against the model's own shapes, naming every missing, extra or misshapen parameter.
-No pickle: checkpoints are read from safetensors or ``.npz`` files only.
+Files are read by ``weights_files.py`` (safetensors and ``.npz`` only, never pickle).
 """
 
-import json
-import os
 import re
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
@@ -28,58 +26,6 @@ class Rule(NamedTuple):
     target: str
     source: Optional[str]
     transform: Transform = lambda x: x
-
-
-# --- reading checkpoints ---------------------------------------------------------------------
-
-def read_checkpoint(path: str) -> dict[str, np.ndarray]:
-    """All tensors of a ``.safetensors`` / ``.npz`` file, or of a Hugging Face model directory."""
-    if os.path.isdir(path):
-        return _read_hf_dir(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No checkpoint at {path!r}: give a .safetensors or .npz file, or "
-                                "a directory holding model.safetensors.")
-    if path.endswith(".safetensors"):
-        return _read_safetensors(path)
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    raise ValueError(f"Cannot read {path!r}: only .safetensors and .npz weights are supported "
-                     "(pickle-based .bin/.pt/.pth files are not loaded, for safety). Convert them "
-                     "once with `safetensors.torch.save_file(torch.load(f), 'model.safetensors')`.")
-
-
-def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-    return load_file(path)
-
-
-def _read_hf_dir(path: str) -> dict[str, np.ndarray]:
-    """``model.safetensors``, or the shards listed in ``model.safetensors.index.json``."""
-    single = os.path.join(path, "model.safetensors")
-    if os.path.exists(single):
-        return _read_safetensors(single)
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        out = {}
-        for shard in shards:
-            out.update(_read_safetensors(os.path.join(path, shard)))
-        return out
-    raise FileNotFoundError(
-        f"No model.safetensors (or model.safetensors.index.json) in {path!r}. Only safetensors "
-        "weights are loaded; re-save the model with `save_pretrained(dir)` (safetensors is the "
-        "default) if it only has pytorch_model.bin.")
-
-
-def read_json(path: str) -> dict:
-    """The JSON object in ``path``, with a clear error when it is absent."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No {os.path.basename(path)} at {path!r}: expected a directory "
-                                "written by Hugging Face `save_pretrained`.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def strip_prefix(checkpoint: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -25,6 +25,8 @@ import orbax.checkpoint as ocp
 from flax import serialization
 from jax.experimental import multihost_utils
 
+from multimodal_jax.parallel import mesh as mesh_lib
+
 log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint"
 
@@ -97,9 +99,6 @@ class Checkpointer:
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
-
-    def latest_step(self) -> Optional[int]:
-        return self.manager.latest_step()
 
     def save(self, state, force: bool = False, metadata: Optional[dict] = None) -> bool:
         """Starts saving ``state`` (global arrays) at its step, with ``metadata`` (JSON values)
@@ -195,6 +194,18 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def restore_or_init(ckpt: Optional[Checkpointer], create_state, rng, mesh, layout: dict):
+    """The newest restorable state of ``ckpt`` (None: no checkpoint to read), else
+    ``create_state(rng)``; global arrays on ``mesh`` laid out as ``layout``
+    (``mesh_lib.layout``) says, so a checkpoint of another device count reshards."""
+    state = mesh_lib.init_state(create_state, rng, mesh, **layout)
+    restored = ckpt.restore(state) if ckpt is not None else None
+    if restored is None:
+        return state
+    log.info("Restored step %d from %s.", int(restored.step), ckpt.directory)
+    return restored
 
 
 def _shapes(tree) -> dict[str, str]:

@@ -2,17 +2,15 @@
 for a workdir without checkpoints and a config with ``init_from``, evaluate the pretrained
 weights as they are (step 0), e.g. a published CLIP's zero-shot accuracy."""
 
-import os
-
 import jax
 import ml_collections
 
+from multimodal_jax import tasks
+from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import prerequisites
-from multimodal_jax import tasks
 
 
 def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -20,21 +18,22 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
     weights when it has none), with its ``step``. The state is laid out as training lays it
     out (``config.parallel``: mesh and FSDP rules)."""
     config_checks.validate(config, workdir)
-    config = prerequisites.resolve_init_from(config, workdir)
-    has_checkpoint = init_from.has_checkpoint(workdir)
+    config = prerequisites.resolve(config, workdir)
+    has_checkpoint = workdir_lib.latest_step(workdir) is not None
     if not has_checkpoint and not config.get("init_from"):
         raise FileNotFoundError(f"No checkpoints in {workdir!r}: train first with "
                                 "`python -m train --config ... --workdir ...`, or set "
                                 "config.init_from to evaluate pretrained weights.")
     task = tasks.get_task(config.task)(config, workdir)
     mesh = mesh_lib.mesh_from_config(config.parallel)
-    state = mesh_lib.init_state(task.create_state, jax.random.key(config.seed), mesh,
-                                **mesh_lib.layout(config.parallel))
-    if has_checkpoint:
-        ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-        state = ckpt.restore(state)
-        ckpt.close()
+    ckpt = (checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), config.keep_checkpoints)
+            if has_checkpoint else None)
+    try:
+        state = checkpoint.restore_or_init(ckpt, task.create_state, jax.random.key(config.seed),
+                                           mesh, mesh_lib.layout(config.parallel))
+    finally:
+        if ckpt is not None:
+            ckpt.close()
     step = int(jax.device_get(state.step))
-    picture = os.path.join(workdir, "pictures", f"{task.name}_eval_step{step}.png")
-    os.makedirs(os.path.dirname(picture), exist_ok=True)
+    picture = workdir_lib.picture_path(workdir, f"{task.name}_eval_step{step}")
     return {"step": step, **task.evaluate(state.params, mesh, picture)}

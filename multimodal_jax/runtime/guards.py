@@ -18,7 +18,7 @@ metrics and the new state covers the loss and the gradients without seeing the g
 """
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,21 @@ from multimodal_jax.parallel.mesh import AXIS
 
 MODES = ("skip", "stop")
 STATE = "state"  # the name reported when only the new state (params, optimiser) is non-finite
+
+
+class Carry(NamedTuple):
+    """What the guarded step carries from step to step: the task's state and the guard."""
+
+    state: Any
+    guard: dict[str, jax.Array]
+
+
+def check_mode(mode) -> None:
+    """``config.on_nonfinite`` is one of ``MODES``."""
+    if mode not in MODES:
+        raise ValueError(f"config.on_nonfinite={mode!r}; choose one of {MODES}: 'skip' drops a "
+                         "non-finite update and counts it, 'stop' saves the last good state and "
+                         "stops.")
 
 
 def init(skipped: int = 0) -> dict[str, jax.Array]:
@@ -67,12 +82,11 @@ def _old_if(drop, old, new):
 
 def guarded(step: Callable, mode: str = "skip") -> Callable:
     """``step(state, batch, rng) -> (state, metrics)`` -> the guarded
-    ``step((state, guard), batch, rng) -> ((state, guard), metrics)`` (see the module doc).
-    ``state`` needs a ``step`` field (a flax ``TrainState`` or any struct with one)."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown non-finite mode {mode!r}; choose one of {MODES}.")
+    ``step(Carry(state, guard), batch, rng) -> (Carry(state, guard), metrics)`` (see the
+    module doc). ``state`` needs a ``step`` field (a flax ``TrainState`` or any struct with
+    one); ``mode`` is checked with the config (``check_mode``)."""
 
-    def wrapped(carry, batch, rng) -> tuple[tuple[Any, dict], dict]:
+    def wrapped(carry: Carry, batch, rng) -> tuple[Carry, dict]:
         state, guard = carry
         new_state, metrics = step(state, batch, rng)
         mask = nonfinite_mask(metrics, new_state)
@@ -88,7 +102,7 @@ def guarded(step: Callable, mode: str = "skip") -> Callable:
         guard = {"skipped": guard["skipped"] + record.astype(jnp.int32),
                  "bad_step": jnp.where(record, new_state.step, guard["bad_step"]).astype(jnp.int32),
                  "bad_what": jnp.where(record, mask, guard["bad_what"]).astype(jnp.int32)}
-        return (kept, guard), metrics
+        return Carry(kept, guard), metrics
 
     return wrapped
 

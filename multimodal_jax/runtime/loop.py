@@ -34,21 +34,11 @@ from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import preemption
 from multimodal_jax.runtime import prerequisites
 from multimodal_jax import tasks
+from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import device_input
 
 log = logging.getLogger(__name__)
 SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far
-
-
-def _restore_or_init(task, ckpt: checkpoint.Checkpointer, mesh, seed: int, layout=None):
-    """The newest restorable state in the workdir, else a fresh one (global arrays, laid out
-    as ``layout`` says: restoring onto another mesh or device count reshards)."""
-    state = mesh_lib.init_state(task.create_state, jax.random.key(seed), mesh, **(layout or {}))
-    restored = ckpt.restore(state)
-    if restored is not None:
-        log.info("Resuming from step %d in %s.", int(restored.step), ckpt.directory)
-        return restored
-    return state
 
 
 def _log_train(writer, step, metrics, guard, started, first_step, bar, meter=None):
@@ -63,34 +53,46 @@ def _log_train(writer, step, metrics, guard, started, first_step, bar, meter=Non
     return values
 
 
-def _checked_guard(driver, dstate, metrics, monitor, ckpt) -> dict:
+def _checked_guard(driver, carry: guards.Carry, metrics, monitor, ckpt) -> dict:
     """The guard's values (a host sync); a run the guard halted saves its last good state
     and raises ``NonFiniteError`` here."""
-    guard = jax.device_get(driver.get_state(dstate[1]))
+    guard = jax.device_get(driver.get_state(carry.guard))
     error = monitor.check(guard, guards.checked_names(metrics), ckpt.directory)
     if error is not None:
-        _save(ckpt, driver, dstate, guard)
+        _save(ckpt, driver, carry, guard)
         ckpt.wait()
         raise error
     return guard
 
 
-def _save(ckpt, driver, dstate, guard) -> None:
+def _save(ckpt, driver, carry: guards.Carry, guard) -> None:
     """Starts an async save of the task state (the guard's count goes in its metadata)."""
-    ckpt.save(driver.get_state(dstate[0]), metadata={SKIPPED: int(guard["skipped"])})
+    ckpt.save(driver.get_state(carry.state), metadata={SKIPPED: int(guard["skipped"])})
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_at_step: int | None = None) -> dict:
-    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final
-    metrics (evaluation and last train metrics). ``stop_at_step`` ends the run early with a
-    checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
+    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints), its unfinished
+    prerequisite runs first; returns the final metrics (evaluation and last train metrics).
+    Every config is checked before anything trains. ``stop_at_step`` ends the run early with
+    a checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
     config_checks.validate(config, workdir)
+    runs = prerequisites.pending(config, workdir)  # config.prerequisites still to train
+    for run in runs:
+        config_checks.validate(run.config, run.workdir)
+    for run in runs:
+        log.info("Prerequisite %r: training its config into %s first.", run.name, run.workdir)
+        metrics = _train_resolved(run.config, run.workdir)
+        if metrics.get("preempted"):  # stop here too: rerunning resumes the prerequisite
+            return metrics
+    return _train_resolved(config, workdir, stop_at_step)
+
+
+def _train_resolved(config, workdir, stop_at_step=None) -> dict:
+    """One run whose prerequisites exist: their references resolved to paths, then trained
+    under a preemption watcher."""
+    config = prerequisites.resolve(config, workdir)
     os.makedirs(workdir, exist_ok=True)
-    stopped = prerequisites.ensure(config, workdir, train_and_evaluate)  # config.prerequisites
-    if stopped is not None:  # a prerequisite run was preempted: stop here too, rerun resumes
-        return stopped
-    config = prerequisites.resolve_init_from(config, workdir)
     with preemption.PreemptionWatcher() as watcher:
         return _train(config, workdir, stop_at_step, watcher)
 
@@ -109,15 +111,16 @@ def _train(config, workdir, stop_at_step, watcher) -> dict:
 
 def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
     layout = mesh_lib.layout(config.parallel)  # FSDP sharding rules, if any
-    state = _restore_or_init(task, ckpt, mesh, config.seed, layout)
+    state = checkpoint.restore_or_init(ckpt, task.create_state, jax.random.key(config.seed), mesh,
+                                       layout)
     start = int(jax.device_get(state.step))
     mode = config.get("on_nonfinite", "skip")
     skipped = ckpt.metadata(start).get(SKIPPED, 0) if start else 0
     monitor = guards.Monitor(mode, skipped)
-    driver = drivers.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode), mesh,
-                                  **layout)
-    meter = flops.meter_for(getattr(task, "model", None), config, jax.device_count(), start)
-    dstate = driver.put_state((state, guards.init(skipped)))
+    driver = drivers.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode),
+                                 mesh, **layout)
+    meter = flops.meter_for(task.flops_per_example(), config, jax.device_count(), start)
+    carry = driver.put_state(guards.Carry(state, guards.init(skipped)))
     del state
     writer = metrics_writer.MetricsWriter(workdir)
     root_key = jax.random.key(config.seed)
@@ -126,25 +129,25 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
                     disable=not sys.stderr.isatty() or jax.process_index() != 0)
     started, final, preempted = time.time(), {}, False
     for step in range(start + 1, config.total_steps + 1):
-        dstate, metrics = driver.step(dstate, next(batches), root_key)
+        carry, metrics = driver.step(carry, next(batches), root_key)
         bar.update(1)
         last = step == config.total_steps
         preempted = watcher.should_stop(step)
         stopping = preempted or step == stop_at_step
         saving = step % config.checkpoint_every_steps == 0 or last or stopping
         if step % config.log_every_steps == 0 or last or saving:
-            guard = _checked_guard(driver, dstate, metrics, monitor, ckpt)
+            guard = _checked_guard(driver, carry, metrics, monitor, ckpt)
         if step % config.log_every_steps == 0 or last:
             final.update(_log_train(writer, step, metrics, guard, started, start, bar, meter))
         if saving:
-            _save(ckpt, driver, dstate, guard)
+            _save(ckpt, driver, carry, guard)
         if stopping:
             break
         if step % config.eval_every_steps == 0 or last:
-            final.update(_evaluate(task, driver.get_state(dstate[0]), mesh, writer, workdir, step, last))
+            final.update(_evaluate(task, driver.get_state(carry.state), mesh, writer, workdir, step, last))
     bar.close()
     ckpt.wait()
-    state = driver.get_state(dstate[0])
+    state = driver.get_state(carry.state)
     if preempted:
         log.warning("Preempted: stopped at step %d with a complete checkpoint; rerun the same "
                     "command to resume.", int(jax.device_get(state.step)))
@@ -156,10 +159,8 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
 
 def _evaluate(task, state, mesh, writer, workdir, step, final: bool) -> dict:
     """Runs the task's evaluation, logs it, and at the end writes its picture."""
-    every = getattr(task, "pictures_every_eval", False)  # e.g. a GAN's sample grid
-    picture = os.path.join(workdir, "pictures", f"{task.name}_step{step}.png") if final or every else None
-    if picture:
-        os.makedirs(os.path.dirname(picture), exist_ok=True)
+    wanted = final or task.pictures_every_eval  # e.g. a GAN's sample grid at every evaluation
+    picture = workdir_lib.picture_path(workdir, f"{task.name}_step{step}") if wanted else None
     started = time.time()
     metrics = task.evaluate(state.params, mesh, picture)
     metrics["eval/seconds"] = time.time() - started

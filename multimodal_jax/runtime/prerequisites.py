@@ -9,18 +9,30 @@ run is trained with its own config into ``<this workdir>/<name>`` before this on
 finished there, if it was interrupted), so a config works from nothing.
 
 ``config.init_from`` may name a prerequisite too (``init_from="clip"``): the run then starts
-from that prerequisite's weights (``resolve_init_from``).
+from that prerequisite's weights.
+
+Nothing here trains: ``pending`` lists the runs to train first (the loop trains them), and
+``resolve`` turns every reference to a prerequisite into its path, so that the tasks read
+``config.prerequisites[name].workdir`` as a path and never look for it themselves.
 """
 
 import copy
-import logging
+import dataclasses
 import os
 
 import ml_collections
 
+from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.pretrained import init_from
 
-log = logging.getLogger(__name__)
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A prerequisite run to train: its config and the workdir it trains into."""
+
+    name: str
+    config: ml_collections.ConfigDict
+    workdir: str
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
@@ -35,16 +47,9 @@ def spec_of(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
     return config.prerequisites[name].get("workdir") or os.path.join(workdir, name)
 
 
-def latest_step(run_workdir: str):
-    """The newest saved step in ``run_workdir/checkpoints`` (None if there is none)."""
-    directory = os.path.join(run_workdir, "checkpoints")
-    steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-    return max(steps, default=None)
-
-
 def _check_given(name: str, spec: str) -> None:
     kind, path = init_from.parse(spec)
-    if kind == "workdir" and latest_step(path) is None:
+    if kind == "workdir" and workdir_lib.latest_step(path) is None:
         raise FileNotFoundError(
             f"config.prerequisites.{name}.workdir={spec!r} holds no checkpoint; give the workdir "
             "of a finished run, or leave it empty to train it into a sub-folder of this workdir.")
@@ -52,35 +57,34 @@ def _check_given(name: str, spec: str) -> None:
         raise FileNotFoundError(f"config.prerequisites.{name}.workdir={spec!r}: {path!r} does not exist.")
 
 
-def ensure(config: ml_collections.ConfigDict, workdir: str, train) -> dict | None:
-    """Trains every prerequisite without a ``workdir`` that is not finished yet, calling
-    ``train(sub_config, sub_workdir) -> metrics`` (the loop's ``train_and_evaluate``).
-    Returns the metrics of a prerequisite run that was preempted (the caller stops too),
-    else None."""
+def pending(config: ml_collections.ConfigDict, workdir: str) -> list[Run]:
+    """The prerequisite runs still to train, in the order to train them (a run's own
+    prerequisites before it); every given workdir is checked first, so that a wrong path
+    fails in seconds rather than after hours of training the others."""
     given = [name for name in names(config) if config.prerequisites[name].get("workdir")]
-    for name in given:  # all checked before anything trains: a wrong path fails in seconds
+    for name in given:
         _check_given(name, config.prerequisites[name].workdir)
+    runs = []
     for name in names(config):
-        entry = config.prerequisites[name]
         if name in given:
             continue
-        path = spec_of(config, workdir, name)
-        step = latest_step(path)
+        entry, path = config.prerequisites[name], spec_of(config, workdir, name)
+        step = workdir_lib.latest_step(path)
         if step is not None and step >= entry.config.total_steps:
             continue
-        log.info("Prerequisite %r: training its config into %s first.", name, path)
-        metrics = train(entry.config, path)
-        if metrics.get("preempted"):
-            return metrics
-    return None
+        runs += pending(entry.config, path) + [Run(name, entry.config, path)]
+    return runs
 
 
-def resolve_init_from(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-    """``config``, or where its ``init_from`` names a prerequisite, a copy whose ``init_from``
-    is that run's workdir (or the weights its ``workdir`` field gives)."""
-    spec = config.get("init_from", "")
-    if not spec or spec not in names(config):
+def resolve(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+    """``config`` with every prerequisite's ``workdir`` filled in (its default sub-folder
+    where it was empty) and an ``init_from`` that names a prerequisite replaced by that
+    prerequisite's path; ``config`` itself is left as it is."""
+    if not names(config):
         return config
     resolved = copy.deepcopy(config)
-    resolved.init_from = spec_of(config, workdir, spec)
+    for name in names(config):
+        resolved.prerequisites[name].workdir = spec_of(config, workdir, name)
+    if resolved.get("init_from", "") in names(config):
+        resolved.init_from = resolved.prerequisites[resolved.init_from].workdir
     return resolved

@@ -33,13 +33,13 @@ from flax import struct
 
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.tasks import adversarial_losses
+from multimodal_jax.tasks import base
 from multimodal_jax.data import diffaugment
-from multimodal_jax.data import pipeline
+from multimodal_jax.data import datasets
 from multimodal_jax.models import factory
 from multimodal_jax.models import gan
 from multimodal_jax.parallel.mesh import AXIS, as_varying
 
-LOSSES = adversarial_losses.ADVERSARIAL
 CONDITIONS = ("text", "class")
 
 
@@ -88,41 +88,14 @@ class Setup:
 # ----------------------------------------------------------------------------- building
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Clear errors for the adversarial fields (called by ``config_checks``)."""
-    g = config.gan
-    if g.loss not in LOSSES:
-        raise ValueError(f"config.gan.loss={g.loss!r}; choose one of {LOSSES}.")
-    if config.condition.kind not in CONDITIONS:
-        raise ValueError(f"config.condition.kind={config.condition.kind!r}; choose one of {CONDITIONS}.")
-    if config.condition.kind == "class" and not config.condition.get("num_classes"):
-        raise ValueError("config.condition.kind='class' needs config.condition.num_classes.")
-    if config.condition.kind == "class" and g.align_weight:
-        raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
-                         "with); set it to 0 for config.condition.kind='class'.")
-    judge = config.get("evaluation", {}).get("encoder")
-    if judge and config.condition.kind == "text" and judge == config.condition.get("encoder"):
-        raise ValueError(f"config.evaluation.encoder={judge!r} is also the GAN's conditioning "
-                         "model (config.condition.encoder): metrics in the feature space that "
-                         "trained the GAN flatter it. Name another contrastive model.")
-    diffaugment.check_policy(g.augment)
-    if g.r1_gamma and g.r1_interval < 1:
-        raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
-    for side in ("generator", "discriminator"):
-        block = config.model[side]
-        widths = block.widths if side == "generator" else (0,) + tuple(block.widths)
-        gan.num_blocks(config.data.image_size, widths, f"config.model.{side}")
-
-
 def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan.Discriminator]:
     """G and D of ``config.model`` at ``config.data.image_size`` in the data normalisation."""
     dtype = factory.compute_dtype(config.model.dtype)
     classes = config.condition.num_classes if config.condition.kind == "class" else 0
     data = config.data
+    mean, std = datasets.normalisation(data)
     generator = gan.Generator(
-        resolution=data.image_size, num_classes=classes, dtype=dtype,
-        mean=tuple(data.get("mean") or pipeline.CLIP_MEAN),
-        std=tuple(data.get("std") or pipeline.CLIP_STD),
+        resolution=data.image_size, num_classes=classes, dtype=dtype, mean=mean, std=std,
         **{k: tuple(v) if isinstance(v, (list, tuple)) else v
            for k, v in config.model.generator.to_dict().items()})
     disc = config.model.discriminator.to_dict()
@@ -133,7 +106,6 @@ def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan
 
 def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> Setup:
     """The static step settings of ``config`` (``clip``: the conditioning model, or None)."""
-    check_config(config)
     generator, discriminator = build_modules(config)
     g = config.gan
     return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
@@ -317,28 +289,50 @@ def make_train_step(setup: Setup):
 # ----------------------------------------------------------------------------- the task
 
 
-class AdversarialTask:
-    """What the training loop needs from the GAN task, bound to one config. The runs it reads
-    (``config.prerequisites``) exist by now: the loop trains them first."""
+class AdversarialTask(base.Task):
+    """A conditional GAN: G draws from a caption's (or a class's) condition, D judges both.
+    The runs it reads (``config.prerequisites``) exist by now: the loop trains them first."""
 
     name = "adversarial"
-    pictures_every_eval = True  # a sample grid at every evaluation (the loop asks)
+    pictures_every_eval = True  # a sample grid at every evaluation
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         from multimodal_jax.evaluation import gan_eval  # noqa: PLC0415 - heavy, evaluation only
 
-        check_config(config)
-        self.config, self.workdir = config, workdir
-        pipeline.ensure_prepared_once(config.data)
-        self.tokenizer, self.frozen = None, {}
+        super().__init__(config, workdir)
+        self.frozen = {}
         clip = None
         if config.condition.kind == "text":
-            clip, clip_params, self.tokenizer = frozen_clip.load_named(config, workdir,
+            clip, clip_params, self.tokenizer = frozen_clip.load_named(config,
                                                                        config.condition.encoder)
             self.frozen = {"clip": clip_params}
         self.setup = make_setup(config, clip)
         self.evaluator = gan_eval.Evaluator(config, workdir, self.setup, self.frozen,
                                             self.tokenizer, self.initial_params)
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        g = config.gan
+        adversarial_losses.check_kind(g.loss, "config.gan.loss")
+        if config.condition.kind not in CONDITIONS:
+            raise ValueError(f"config.condition.kind={config.condition.kind!r}; choose one of {CONDITIONS}.")
+        if config.condition.kind == "class" and not config.condition.get("num_classes"):
+            raise ValueError("config.condition.kind='class' needs config.condition.num_classes.")
+        if config.condition.kind == "class" and g.align_weight:
+            raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
+                             "with); set it to 0 for config.condition.kind='class'.")
+        judge = config.get("evaluation", {}).get("encoder")
+        if judge and config.condition.kind == "text" and judge == config.condition.get("encoder"):
+            raise ValueError(f"config.evaluation.encoder={judge!r} is also the GAN's conditioning "
+                             "model (config.condition.encoder): metrics in the feature space that "
+                             "trained the GAN flatter it. Name another contrastive model.")
+        diffaugment.check_policy(g.augment)
+        if g.r1_gamma and g.r1_interval < 1:
+            raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
+        for side in ("generator", "discriminator"):
+            block = config.model[side]
+            widths = block.widths if side == "generator" else (0,) + tuple(block.widths)
+            gan.num_blocks(config.data.image_size, widths, f"config.model.{side}")
 
     def create_state(self, rng) -> GanState:
         return create_state(self.setup, rng, make_optimizer(self.config.optim.g),
@@ -351,11 +345,5 @@ class AdversarialTask:
     def train_step(self):
         return make_train_step(self.setup)
 
-    def train_batches(self, start_step: int):
-        """This process's endless batches from ``start_step`` on."""
-        return pipeline.make_train_iterator(self.config.data, self.tokenizer,
-                                            self.config.batch_size, self.config.seed, start_step)
-
     def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
         return self.evaluator.evaluate(params, mesh, picture_path)
-

@@ -8,9 +8,11 @@ import jax.numpy as jnp
 ADVERSARIAL = ("hinge", "non_saturating")
 
 
-def check_kind(kind: str) -> None:
+def check_kind(kind: str, where: str = "") -> None:
+    """``ValueError`` unless ``kind`` is one of ``ADVERSARIAL``; ``where`` names its field."""
     if kind not in ADVERSARIAL:
-        raise ValueError(f"Unknown adversarial loss {kind!r}; choose one of {ADVERSARIAL}.")
+        name = f"{where}={kind!r}" if where else f"Unknown adversarial loss {kind!r}"
+        raise ValueError(f"{name}; choose one of {ADVERSARIAL}.")
 
 
 def d_real(scores, kind: str):

@@ -27,8 +27,8 @@ from flax.training import train_state
 
 from multimodal_jax.models import decoding
 from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import base
 from multimodal_jax.tasks import optim
-from multimodal_jax.data import pipeline
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import captioning_eval
 from multimodal_jax.models import captioner
@@ -37,7 +37,6 @@ from multimodal_jax.models import factory
 from multimodal_jax.parallel.mesh import AXIS, as_varying
 
 LOCKED_IMAGE_PARAMS = (("image_tower",),)  # what lock_image_tower freezes
-SET_BY_TOKENIZER = ("vocab_size", "dtype", "parent", "name")
 
 
 class TrainState(train_state.TrainState):
@@ -136,65 +135,37 @@ def make_train_step(config: ml_collections.ConfigDict, ids: Tokens):
                              lock_image_tower=bool(config.get("lock_image_tower", False)))
 
 
-# ----------------------------------------------------------------------------- config checks
-
-
-def _decoder_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(decoder_lib.TextDecoder)
-            if f.name not in SET_BY_TOKENIZER]
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Clear errors for the captioning fields (run by ``config_checks`` and the task)."""
-    block = config.model.get("decoder")
-    if block is None:
-        raise ValueError("config.model.decoder is missing: the captioning task needs a decoder "
-                         f"block with fields among {_decoder_fields()}.")
-    unknown = sorted(set(block.keys()) - set(_decoder_fields()))
-    if unknown:
-        raise ValueError(f"config.model.decoder has unknown field(s) {unknown}; its fields are "
-                         f"{_decoder_fields()}.")
-    width, heads = block.get("width", 512), block.get("num_heads", 8)
-    if width % heads:
-        raise ValueError(f"config.model.decoder.width={width} is not divisible by "
-                         f"num_heads={heads}.")
-    if config.tokenizer.max_len > block.get("max_len", 64):
-        raise ValueError(f"config.tokenizer.max_len={config.tokenizer.max_len} is longer than "
-                         f"config.model.decoder.max_len={block.get('max_len', 64)}: make them "
-                         "equal.")
-    fraction = config.get("parallel_prediction", 0.0)
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"config.parallel_prediction={fraction} must be in [0, 1): the share of "
-                         "examples trained by CapPa's parallel prediction (0 = none, CapPa: 0.75).")
-    captioning_eval.check_config(config)
-
-
-class CaptioningTask:
-    """What the training loop needs from the captioning task, bound to one config."""
+class CaptioningTask(base.Task):
+    """A ViT and a cross-attending decoder trained to write the captions."""
 
     name = "captioning"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        check_config(config)
-        self.config = config
-        self.pretrained = not init_from.has_checkpoint(workdir)  # else restored from workdir
-        pipeline.ensure_prepared_once(config.data)
+        super().__init__(config, workdir)
         self.tokenizer = vocab.ensure_tokenizer(config, workdir)
         self.model = build_model(config, self.tokenizer)
         self.ids = token_ids(self.tokenizer, self.model)
         losses = functools.partial(eval_step, apply_fn=self.model.apply, ids=self.ids)
         self.evaluator = captioning_eval.Evaluator(self.model, config, self.tokenizer, losses)
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        block = config.model.get("decoder")
+        if block is None:
+            raise ValueError("config.model.decoder is missing: the captioning task needs a decoder "
+                             f"block with fields among {factory.config_fields(decoder_lib.TextDecoder)}.")
+        factory.check_decoder_block(block, config.tokenizer.max_len)
+        fraction = config.get("parallel_prediction", 0.0)
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"config.parallel_prediction={fraction} must be in [0, 1): the share of "
+                             "examples trained by CapPa's parallel prediction (0 = none, CapPa: 0.75).")
+        captioning_eval.check_config(config)
+
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng, self.pretrained)
 
     def train_step(self):
         return make_train_step(self.config, self.ids)
-
-    def train_batches(self, start_step: int):
-        """This process's endless batches from ``start_step`` on."""
-        return pipeline.make_train_iterator(self.config.data, self.tokenizer,
-                                            self.config.batch_size, self.config.seed, start_step)
 
     def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
         return self.evaluator.evaluate(params, mesh, picture_path)

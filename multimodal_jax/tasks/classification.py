@@ -19,8 +19,9 @@ import optax
 from flax.training import train_state
 
 from multimodal_jax.pretrained import init_from
+from multimodal_jax.parallel import flops
+from multimodal_jax.tasks import base
 from multimodal_jax.tasks import optim
-from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.models import factory
 from multimodal_jax.parallel.mesh import AXIS, as_varying
@@ -164,38 +165,33 @@ def eval_step(params, images, labels, *, apply_fn, num_classes: int, loss: str =
                       jnp.argmax(logits, axis=-1).astype(jnp.float32)], axis=1)
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Clear errors for the classification fields."""
-    if config.loss not in LOSSES:
-        raise ValueError(f"Unknown classification loss {config.loss!r}; choose one of {LOSSES}.")
-    if config.mix.kind not in MIXES:
-        raise ValueError(f"Unknown config.mix.kind={config.mix.kind!r}; choose one of {MIXES}.")
-    if not isinstance(config.num_classes, int) or config.num_classes < 2:
-        raise ValueError(f"config.num_classes must be an integer >= 2, got {config.num_classes!r}.")
-
-
 def make_train_step(config: ml_collections.ConfigDict):
     """``train_step`` with the config's static choices bound."""
-    check_config(config)
     return functools.partial(train_step, num_classes=config.num_classes, loss=config.loss,
                              label_smoothing=config.label_smoothing, mix=config.mix.kind,
                              mix_alpha=config.mix.alpha)
 
 
-class ClassificationTask:
-    """What the training loop needs from the classification task, bound to one config."""
+class ClassificationTask(base.Task):
+    """Supervised ViT classification (from scratch or a pretrained tower)."""
 
     name = "classification"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        check_config(config)
-        self.config = config
-        self.pretrained = not init_from.has_checkpoint(workdir)  # else restored from workdir
-        pipeline.ensure_prepared_once(config.data)
+        super().__init__(config, workdir)
         self.model = build_model(config)
         self.predict = jax.jit(functools.partial(eval_step, apply_fn=self.model.apply,
                                                  num_classes=config.num_classes, loss=config.loss))
         self.features = jax.jit(lambda p, x: self.model.apply({"params": p}, x)["pooled"])
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        if config.loss not in LOSSES:
+            raise ValueError(f"Unknown classification loss {config.loss!r}; choose one of {LOSSES}.")
+        if config.mix.kind not in MIXES:
+            raise ValueError(f"Unknown config.mix.kind={config.mix.kind!r}; choose one of {MIXES}.")
+        if not isinstance(config.num_classes, int) or config.num_classes < 2:
+            raise ValueError(f"config.num_classes must be an integer >= 2, got {config.num_classes!r}.")
 
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng, self.pretrained)
@@ -203,11 +199,9 @@ class ClassificationTask:
     def train_step(self):
         return make_train_step(self.config)
 
-    def train_batches(self, start_step: int):
-        """This process's endless batches from ``start_step`` on."""
-        return pipeline.make_train_iterator(self.config.data, None, self.config.batch_size,
-                                            self.config.seed, start_step)
-
     def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
         return classification_eval.evaluate(self.predict, self.features, params, self.config,
                                             mesh, picture_path)
+
+    def flops_per_example(self) -> float:
+        return flops.classification_train(self.model, self.config.data.image_size)

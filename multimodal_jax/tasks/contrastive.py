@@ -18,8 +18,9 @@ from flax.training import train_state
 from multimodal_jax.parallel import accumulate
 from multimodal_jax.pretrained import init_from
 from multimodal_jax.tasks import contrastive_losses
+from multimodal_jax.parallel import flops
+from multimodal_jax.tasks import base
 from multimodal_jax.tasks import optim
-from multimodal_jax.data import pipeline
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import contrastive_eval
 from multimodal_jax.models import factory
@@ -35,8 +36,6 @@ class TrainState(train_state.TrainState):
 
 def build_model(config: ml_collections.ConfigDict, tokenizer):
     """The two-tower model of ``config.model`` with the tokenizer's vocabulary."""
-    if config.loss not in LOSSES:
-        raise ValueError(f"Unknown contrastive loss {config.loss!r}; choose one of {LOSSES}.")
     return factory.build_two_tower(config.model, config.loss, tokenizer.vocab_size,
                                    tokenizer.pad_id, tokenizer.eos_id)
 
@@ -69,17 +68,6 @@ def _pretrained(fresh: dict, spec: str, towers: str) -> dict:
                            at=("image_tower",))
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """The contrastive fields' values, before anything runs (``config_checks`` calls it)."""
-    if config.get("loss") not in LOSSES:
-        raise ValueError(f"config.loss={config.get('loss')!r} is unknown for the contrastive "
-                         f"task; choose one of {LOSSES}.")
-    towers = config.get("init_towers", "image")
-    if towers not in INIT_TOWERS:
-        raise ValueError(f"config.init_towers={towers!r}; choose one of {INIT_TOWERS}: 'image' "
-                         "starts the image tower from config.init_from, 'all' the whole model.")
-
-
 def contrastive_loss(out: dict[str, Any], loss: str):
     """This device's share of the global-batch loss, and the logits of its rows."""
     if loss == "sigmoid":
@@ -89,7 +77,6 @@ def contrastive_loss(out: dict[str, Any], loss: str):
                                            out["logit_scale"], AXIS)
 
 
-# --- scale-out (issue 6): chunked sigmoid loss and micro-batch accumulation -----------------
 def loss_and_accuracy(out: dict[str, Any], loss: str, chunk_size: int = 0):
     """This device's share of the loss and its rows' in-batch accuracy. ``chunk_size > 0``
     (sigmoid only) uses the chunked loss, which never builds the ``[b, G]`` logits."""
@@ -130,27 +117,43 @@ def train_step(state: TrainState, batch: dict, rng, *, loss: str = "softmax", ch
 def make_train_step(config: ml_collections.ConfigDict):
     """``train_step`` with the config's static choices bound (``loss_chunk_size`` and
     ``accum_steps`` are optional fields, default off)."""
-    chunk_size = config.get("loss_chunk_size", 0)
-    if chunk_size and config.loss != "sigmoid":
-        raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' (the "
-                         "chunked loss is SigLIP's); set it to 0 for the softmax loss.")
-    return functools.partial(train_step, loss=config.loss, chunk_size=chunk_size,
+    return functools.partial(train_step, loss=config.loss,
+                             chunk_size=config.get("loss_chunk_size", 0),
                              accum_steps=config.get("accum_steps", 1))
-# --- end scale-out ----------------------------------------------------------------------------
 
 
-class ContrastiveTask:
-    """What the training loop needs from the contrastive task, bound to one config."""
+def train_flops_per_example(config: ml_collections.ConfigDict, model) -> float:
+    """Analytic training FLOPs of one example: both towers, and its row of similarities over
+    the global batch."""
+    return flops.contrastive_train(model, config.data.image_size, config.tokenizer.max_len,
+                                   config.batch_size, config.loss)
+
+
+class ContrastiveTask(base.Task):
+    """CLIP / SigLIP training of the two towers, evaluated by zero-shot and retrieval."""
 
     name = "contrastive"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        self.config = config
-        pipeline.ensure_prepared_once(config.data)
+        super().__init__(config, workdir)
         self.tokenizer = vocab.ensure_tokenizer(config, workdir)
         self.model = build_model(config, self.tokenizer)
         self.encoders = contrastive_eval.Encoders(self.model)
-        self.pretrained = not init_from.has_checkpoint(workdir)  # else restored from workdir
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        if config.get("loss") not in LOSSES:
+            raise ValueError(f"config.loss={config.get('loss')!r} is unknown for the contrastive "
+                             f"task; choose one of {LOSSES}.")
+        towers = config.get("init_towers", "image")
+        if towers not in INIT_TOWERS:
+            raise ValueError(f"config.init_towers={towers!r}; choose one of {INIT_TOWERS}: "
+                             "'image' starts the image tower from config.init_from, 'all' the "
+                             "whole model.")
+        chunk_size = config.get("loss_chunk_size", 0)
+        if chunk_size and config.loss != "sigmoid":
+            raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' "
+                             "(the chunked loss is SigLIP's); set it to 0 for the softmax loss.")
 
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng, self.pretrained)
@@ -158,11 +161,9 @@ class ContrastiveTask:
     def train_step(self):
         return make_train_step(self.config)
 
-    def train_batches(self, start_step: int):
-        """This process's endless batches from ``start_step`` on."""
-        return pipeline.make_train_iterator(self.config.data, self.tokenizer,
-                                            self.config.batch_size, self.config.seed, start_step)
-
     def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
         return contrastive_eval.evaluate(self.encoders, params, self.config, self.tokenizer, mesh,
                                          picture_path)
+
+    def flops_per_example(self) -> float:
+        return train_flops_per_example(self.config, self.model)

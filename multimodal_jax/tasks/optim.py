@@ -8,6 +8,8 @@ import jax
 import ml_collections
 import optax
 
+from multimodal_jax import fields
+
 
 def decay_mask(params):
     """True for the leaves that get weight decay: those named ``kernel``."""
@@ -40,6 +42,32 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         lr=1e-3, warmup_steps=100, end_lr_ratio=0.0, b1=0.9, b2=0.98, eps=1e-6,
         weight_decay=0.1, grad_clip_norm=1.0))
+
+
+OPTIONAL_FIELDS = ("mu_dtype", "layer_decay")  # beside default_config()'s
+MU_DTYPES = (None, "", "float32", "bfloat16")
+
+
+def check_config(block: ml_collections.ConfigDict, where: str = "config.optim") -> None:
+    """An optimiser block (``default_config`` and its optional extras): known fields and
+    numbers where numbers are read. A block of named optimisers (a GAN's ``g``, ``d``) is
+    checked block by block."""
+    if "lr" not in block:
+        for name, sub in block.items():
+            if isinstance(sub, ml_collections.ConfigDict):
+                check_config(sub, f"{where}.{name}")
+        return
+    fields.check_known(block, list(default_config().keys()) + list(OPTIONAL_FIELDS), where)
+    for name in set(block.keys()) - {"mu_dtype"}:
+        value = block[name]
+        if not (value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))):
+            raise ValueError(f"{where}.{name} must be a number, got {value!r} "
+                             f"({type(value).__name__}).")
+    if block.lr <= 0:
+        raise ValueError(f"{where}.lr must be positive, got {block.lr}.")
+    if block.get("mu_dtype") not in MU_DTYPES:
+        raise ValueError(f"{where}.mu_dtype={block.get('mu_dtype')!r}; choose 'bfloat16', "
+                         "'float32' or ''.")
 
 
 # --- Fine-tuning helpers (classification, LiT): frozen parameters, layer-wise lr decay. ---
