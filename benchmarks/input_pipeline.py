@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from configs import clip_shapes, vit_b16_imagenet  # noqa: E402
+from multimodal_jax.configs import clip_shapes, vit_b16_imagenet  # noqa: E402
 from multimodal_jax.data import datasets, device_input, pipeline, vocab  # noqa: E402
 from multimodal_jax.tasks import classification, contrastive  # noqa: E402
 

@@ -18,7 +18,7 @@ claimed for it: it is the shape of a real run, checked by the config tests only.
 
 import ml_collections
 
-from configs import caption_shapes
+from multimodal_jax.configs import caption_shapes
 
 
 def get_config() -> ml_collections.ConfigDict:

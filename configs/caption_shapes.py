@@ -23,7 +23,7 @@ the wrong shape in two-object images more often: 83.3%.
 
 import ml_collections
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 from multimodal_jax.tasks import optim
 
 

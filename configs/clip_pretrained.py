@@ -19,7 +19,7 @@ random-weight Hugging Face models, against PyTorch).
 
 import ml_collections
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 from multimodal_jax.pretrained import hf_clip
 
 

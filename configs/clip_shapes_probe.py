@@ -10,7 +10,7 @@ ridge, scored on the single-object test images. Prints zero-shot, retrieval and 
 (``probe/test/ridge_top1``, ``fewshot/test/5shot_top1``, ...). Measured: README_classification.
 """
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 from multimodal_jax.evaluation import linear_probe
 
 

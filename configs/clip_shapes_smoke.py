@@ -6,7 +6,7 @@ Run:
   python -m train.evaluate --config configs/clip_shapes_smoke.py --workdir /tmp/smoke
 """
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 
 
 def get_config():

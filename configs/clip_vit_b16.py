@@ -35,7 +35,7 @@ Scale (stated, NOT MEASURED on accelerators: no TPU/GPU was available when it wa
 
 import ml_collections
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 
 FSDP_RULES = ((".*", "fsdp"),)  # every array: its largest dimension split over "fsdp"
 

@@ -21,7 +21,7 @@ and model.discriminator.widths.
 
 import ml_collections
 
-from configs import gan_shapes
+from multimodal_jax.configs import gan_shapes
 
 
 def get_config():

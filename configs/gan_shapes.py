@@ -25,8 +25,8 @@ Measured on a 2-core CPU: see README (GAN section) for the table and its command
 
 import ml_collections
 
-from configs import clip_shapes
-from configs import vit_shapes
+from multimodal_jax.configs import clip_shapes
+from multimodal_jax.configs import vit_shapes
 
 
 def prerequisite_configs() -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ loss; the CLIP score is measured against "a photo of a {class name}." prompts. N
 for the README.
 """
 
-from configs import gan_shapes
+from multimodal_jax.configs import gan_shapes
 
 
 def get_config():

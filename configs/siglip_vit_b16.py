@@ -32,7 +32,7 @@ Scale (stated, NOT MEASURED on accelerators: no TPU/GPU was available when it wa
 
 import ml_collections
 
-from configs import clip_vit_b16
+from multimodal_jax.configs import clip_vit_b16
 
 
 def get_config() -> ml_collections.ConfigDict:

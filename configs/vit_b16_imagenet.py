@@ -23,7 +23,7 @@ which DeiT's ablations show matter for ViT-B on ImageNet-1k alone: expect lower 
 
 import ml_collections
 
-from configs import vit_shapes
+from multimodal_jax.configs import vit_shapes
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 

@@ -16,7 +16,7 @@ the pipeline and steps are tested on TFDS's mock cifar10 (tests/test_classificat
 Fine-tuning a pretrained tower instead: set init_from (see configs/vit_shapes_finetune.py).
 """
 
-from configs import vit_shapes
+from multimodal_jax.configs import vit_shapes
 
 CIFAR10_TRAIN_EXAMPLES = 50_000
 

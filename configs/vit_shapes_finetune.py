@@ -16,8 +16,8 @@ fresh zero-initialised head, a lower peak learning rate and layer-wise learning-
 
 import ml_collections
 
-from configs import clip_shapes
-from configs import vit_shapes
+from multimodal_jax.configs import clip_shapes
+from multimodal_jax.configs import vit_shapes
 
 
 def get_config():

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import caption_coco, caption_shapes
+from multimodal_jax.configs import caption_coco, caption_shapes
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop

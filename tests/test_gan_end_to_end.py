@@ -10,11 +10,11 @@ import os
 import pytest
 
 from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.cli import common as cli
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import prerequisites
 from tests import test_train_loop, tiny_gan
-from train import cli
 
 KEYS = ("gan/fd_clip", "gan/kid_clip", "gan/precision_clip", "gan/recall_clip", "gan/clip_score",
         "gan/attr_acc_color", "gan/attr_acc_shape", "gan/untrained/fd_clip",

@@ -154,7 +154,7 @@ def test_config_errors_are_clear():
     config.evaluation.encoder = config.condition.encoder
     with pytest.raises(ValueError, match="also the GAN's conditioning model"):
         adversarial.AdversarialTask.check_config(config)
-    from configs import gan_coco64, gan_shapes, gan_shapes_classcond  # noqa: PLC0415
+    from multimodal_jax.configs import gan_coco64, gan_shapes, gan_shapes_classcond  # noqa: PLC0415
     for module in (gan_shapes, gan_shapes_classcond, gan_coco64):  # the shipped configs pass
         adversarial.AdversarialTask.check_config(module.get_config())
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import clip_pretrained
+from multimodal_jax.configs import clip_pretrained
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.pretrained import init_from
 from multimodal_jax.runtime import loop

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from configs import clip_shapes
+from multimodal_jax.configs import clip_shapes
 
 
 class FakeTokenizer:

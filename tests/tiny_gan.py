@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import gan_shapes
-from configs import vit_shapes
+from multimodal_jax.configs import gan_shapes
+from multimodal_jax.configs import vit_shapes
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.models import factory
 from multimodal_jax.tasks import adversarial

@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from multimodal_jax.models import decoding
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
+from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import caption_attributes
 from multimodal_jax.evaluation import caption_figure
 from multimodal_jax.evaluation import caption_metrics
@@ -96,7 +97,7 @@ def _with_attribute_labels(data_cfg: ml_collections.ConfigDict) -> ml_collection
     return out
 
 
-class Evaluator:
+class Evaluator(base.Evaluator):
     """A captioner's evaluation, its functions jitted once per run. ``losses(params, images,
     tokens)`` is the task's jitted ``eval_step``."""
 

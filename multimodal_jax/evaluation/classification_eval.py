@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from multimodal_jax.data import pipeline
+from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import linear_probe
@@ -52,16 +53,23 @@ def _picture(result, config, split, path) -> None:
                                  title=f"classifier on {split}: true class (rows) vs predicted")
 
 
-def evaluate(predict: Callable, features: Callable, params, config: ml_collections.ConfigDict,
-             mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
-    """Every split of ``config.evaluation.splits``, then the linear probe if configured."""
-    metrics = {}
-    for split in config.evaluation.splits:
-        values, result = split_metrics(predict, params, config, split, mesh)
-        metrics.update(values)
-        if picture_path and jax.process_index() == 0:
-            _picture(result, config, split, picture_path)
-    probe = config.evaluation.get("linear_probe")
-    if probe and (probe.get("methods") or probe.get("shots")):
-        metrics.update(linear_probe.evaluate(features, params, config.data, probe, mesh))
-    return metrics
+class Evaluator(base.Evaluator):
+    """Every split of ``config.evaluation.splits``, then the linear probe if configured.
+    ``predict(params, images, labels)`` is the task's jitted ``eval_step`` and
+    ``features(params, images)`` its pooled features."""
+
+    def __init__(self, predict: Callable, features: Callable, config: ml_collections.ConfigDict):
+        self.predict, self.features, self.config = predict, features, config
+
+    def evaluate(self, params, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
+        metrics = {}
+        for split in self.config.evaluation.splits:
+            values, result = split_metrics(self.predict, params, self.config, split, mesh)
+            metrics.update(values)
+            if picture_path and jax.process_index() == 0:
+                _picture(result, self.config, split, picture_path)
+        probe = self.config.evaluation.get("linear_probe")
+        if probe and (probe.get("methods") or probe.get("shots")):
+            metrics.update(linear_probe.evaluate(self.features, params, self.config.data, probe,
+                                                 mesh))
+        return metrics

@@ -14,6 +14,7 @@ from multimodal_jax.data import datasets
 from multimodal_jax.data import device_input
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_captions
+from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import linear_probe
@@ -52,34 +53,56 @@ def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[s
     return names, list(templates)
 
 
-def evaluate(encoders: Encoders, params, config: ml_collections.ConfigDict, tokenizer,
-             mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
-    """All contrastive metrics, keyed like ``zeroshot/test/top1`` and ``retrieval/test/i2t_r1``."""
-    ev, max_len = config.evaluation, config.tokenizer.max_len
-    metrics = {}
-    if ev.zeroshot_splits:  # none for an image-text dataset without labels (issue 6)
-        names, templates = class_names_and_templates(config)
-        # Every process holds the same prompt tokens: each feeds its share (multi-host, issue 6).
-        text_fn = lambda t: encoders.text(params, device_input.shard_for_mesh(_own_rows(t), mesh))  # noqa: E731
-        class_emb = zeroshot.class_embeddings(
-            lambda t: encode.gather(text_fn(t)), lambda texts: tokenizer.encode(texts, max_len),
+class Evaluator(base.Evaluator):
+    """Zero-shot on ``evaluation.zeroshot_splits``, retrieval on ``retrieval_split`` and, if
+    configured, a linear probe on the image tower's features."""
+
+    def __init__(self, model, config: ml_collections.ConfigDict, tokenizer):
+        self.encoders, self.config, self.tokenizer = Encoders(model), config, tokenizer
+
+    def evaluate(self, params, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
+        """All contrastive metrics, keyed like ``zeroshot/test/top1`` and
+        ``retrieval/test/i2t_r1``."""
+        ev, metrics = self.config.evaluation, {}
+        if ev.zeroshot_splits:  # none for an image-text dataset without labels
+            names, templates = class_names_and_templates(self.config)
+            class_emb = self.class_embeddings(params, mesh, names, templates)
+        for split in ev.zeroshot_splits:
+            metrics.update(self.zeroshot(params, mesh, split, class_emb, names, picture_path))
+        metrics.update(_retrieval(self.encoders, params, self.config, self.tokenizer, mesh,
+                                  picture_path))
+        probe = ev.get("linear_probe")  # optional: a linear probe on the frozen image features
+        if probe and (probe.get("methods") or probe.get("shots")):
+            metrics.update(linear_probe.evaluate(self.encoders.features, params, self.config.data,
+                                                 probe, mesh))
+        return metrics
+
+    def class_embeddings(self, params, mesh: Mesh, names, templates) -> np.ndarray:
+        """One embedding per class of ``names``: its prompts' text embeddings, ensembled."""
+        ev, max_len = self.config.evaluation, self.config.tokenizer.max_len
+        # Every process holds the same prompt tokens: each feeds its share (multi-host).
+        text_fn = lambda t: self.encoders.text(  # noqa: E731
+            params, device_input.shard_for_mesh(_own_rows(t), mesh))
+        return zeroshot.class_embeddings(
+            lambda t: encode.gather(text_fn(t)), lambda texts: self.tokenizer.encode(texts, max_len),
             names, templates, batch_size=ev.batch_size)
-    for split in ev.zeroshot_splits:
-        batches = pipeline.make_eval_iterator(config.data, split, tokenizer, ev.batch_size,
-                                              filter=tuple(ev.zeroshot_filter) or None)
-        result = encode.map_dataset(encoders.image, params, batches, mesh, ("image",), ("label",))
-        for name, value in zeroshot.zeroshot_metrics(result["out"], result["label"], class_emb).items():
-            metrics[f"zeroshot/{split}/{name}"] = value
+
+    def zeroshot(self, params, mesh: Mesh, split: str, class_emb, names,
+                 picture_path: Optional[str] = None) -> dict[str, float]:
+        """``zeroshot/{split}/top1`` and ``top5`` (and a confusion picture) of ``split``."""
+        ev = self.config.evaluation
+        batches = pipeline.make_eval_iterator(self.config.data, split, self.tokenizer,
+                                              ev.batch_size, filter=tuple(ev.zeroshot_filter) or None)
+        result = encode.map_dataset(self.encoders.image, params, batches, mesh, ("image",),
+                                    ("label",))
+        metrics = {f"zeroshot/{split}/{name}": value for name, value in
+                   zeroshot.zeroshot_metrics(result["out"], result["label"], class_emb).items()}
         if picture_path and jax.process_index() == 0:
             confusion = zeroshot.zeroshot_confusion(result["out"], result["label"], class_emb)
             figures.confusion_matrix_png(
                 confusion, names, picture_path.replace(".png", f"_zeroshot_{split}.png"),
                 title=f"zero-shot on {split}: true class (rows) vs predicted")
-    metrics.update(_retrieval(encoders, params, config, tokenizer, mesh, picture_path))
-    probe = ev.get("linear_probe")  # optional: a linear probe on the frozen image features
-    if probe and (probe.get("methods") or probe.get("shots")):
-        metrics.update(linear_probe.evaluate(encoders.features, params, config.data, probe, mesh))
-    return metrics
+        return metrics
 
 
 def _own_rows(rows):

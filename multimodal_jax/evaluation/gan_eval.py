@@ -23,21 +23,29 @@ from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import attributes
+from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import generative
 from multimodal_jax.evaluation import sample_grid
 
 
-class Evaluator:
-    """Loads the judges once (encoder, classifier) and evaluates generator params."""
+class Evaluator(base.Evaluator):
+    """Loads the judges once (encoder, classifier) and evaluates generator params.
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, setup, frozen: dict,
-                 cond_tokenizer, initial_params: Callable[[], dict]):
-        self.config, self.setup, self.cond_tokenizer = config, setup, cond_tokenizer
+    ``generate(g_params, frozen, z, raw)`` draws images from noise and raw conditions
+    (caption tokens of ``cond_tokenizer``, or class ids) in the ``data_norm`` normalisation;
+    ``frozen`` holds the params it reads besides G's (the conditioning model's);
+    ``initial_params()`` gives the untrained params, for the floor."""
+
+    def __init__(self, config: ml_collections.ConfigDict, generate: Callable, z_dim: int,
+                 data_norm: tuple, frozen: dict, cond_tokenizer,
+                 initial_params: Callable[[], dict]):
+        self.config, self.generate, self.z_dim, self.data_norm = config, generate, z_dim, data_norm
+        self.cond_tokenizer, self.text_conditioned = cond_tokenizer, cond_tokenizer is not None
         ev = config.evaluation
         self.encoder, encoder_params, self.tokenizer = frozen_clip.load_named(config, ev.encoder)
-        self.host_params = jax.device_get({"enc": encoder_params, **frozen})  # numpy copies
+        self.host_params = jax.device_get({"enc": encoder_params, "frozen": frozen})  # numpy
         self.classifier = None
         if ev.get("classifier"):
             self.classifier, self.host_params["cls"] = attributes.load(config, ev.classifier)
@@ -50,14 +58,13 @@ class Evaluator:
     # --------------------------------------------------------------- jitted pieces
 
     def _images(self, bundle, z, cond_in):
-        cond = cond_in if self.setup.clip is None else self.setup.clip.encode_text(bundle["clip"], cond_in)
-        return self.setup.generator.apply({"params": bundle["g"]}, z, cond)
+        return self.generate(bundle["g"], bundle["frozen"], z, cond_in)
 
     def _example_columns(self, bundle, image, z, cond_in, tokens):
         """Per example: real, generated and caption embeddings, then the classifier's
         predictions for the generated and the real image."""
         fake = self._images(bundle, z, cond_in)
-        norm = self.setup.data_norm
+        norm = self.data_norm
         columns = [self.encoder.encode_image(bundle["enc"], image, *norm),
                    self.encoder.encode_image(bundle["enc"], fake, *norm),
                    self.encoder.encode_text(bundle["enc"], tokens)]
@@ -74,7 +81,7 @@ class Evaluator:
         where = dict(filter=tuple(ev.get("filter") or ()) or None)
         batches = pipeline.make_eval_iterator(data, ev.split, self.tokenizer, ev.batch_size, **where)
         conds = (pipeline.make_eval_iterator(data, ev.split, self.cond_tokenizer, ev.batch_size, **where)
-                 if self.setup.clip is not None else None)
+                 if self.text_conditioned else None)
         for i, batch in enumerate(batches):
             if ev.num_examples and i * ev.batch_size >= ev.num_examples:
                 return
@@ -82,7 +89,7 @@ class Evaluator:
             labels = batch.get("label", np.zeros(len(batch["image"]), np.int32))  # none: COCO
             out = {"image": batch["image"], "tokens": batch["tokens"], "label": labels,
                    "mask": batch["mask"],
-                   "z": rng.standard_normal((len(batch["image"]), self.setup.z_dim)).astype(np.float32),
+                   "z": rng.standard_normal((len(batch["image"]), self.z_dim)).astype(np.float32),
                    "cond": next(conds)["tokens"] if conds is not None else labels}
             if self._first is None:
                 self._first = out
@@ -141,5 +148,5 @@ class Evaluator:
         n = min(self.config.evaluation.grid_size, int(self._first["mask"].sum()))
         images = encode.gather(self._generate(bundle, self._first["z"][:n], self._first["cond"][:n]))
         captions = [self.tokenizer.decode(t) for t in self._first["tokens"][:n]]
-        pixels = figures.to_uint8(images, *self.setup.data_norm)
+        pixels = figures.to_uint8(images, *self.data_norm)
         sample_grid.write(pixels, captions, path, columns=self.config.evaluation.grid_columns)

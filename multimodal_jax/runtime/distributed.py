@@ -1,6 +1,6 @@
-"""Multi-host setup: ``jax.distributed.initialize`` from the command line's flags
-(``--coordinator_address``, ``--num_processes``, ``--process_id``), or found by JAX itself on
-TPU VMs (pod slices: the same command on every worker), Slurm (``srun``) and Open MPI
+"""Multi-host setup: ``jax.distributed.initialize`` from a job description (the command
+line's ``--coordinator_address``, ``--num_processes``, ``--process_id``), or found by JAX itself
+on TPU VMs (pod slices: the same command on every worker), Slurm (``srun``) and Open MPI
 (``mpirun``); nothing for one process. It must run before anything touches the devices.
 
 On CPU the cross-process collectives go through gloo (what the 2-process tests use).
@@ -13,30 +13,11 @@ import os
 from typing import Mapping, Optional
 
 import jax
-from absl import flags
 
 from multimodal_jax.runtime.config_checks import ConfigError
 
 log = logging.getLogger(__name__)
 TPU_ENV = ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "MEGASCALE_COORDINATOR_ADDRESS")
-
-
-def define_flags() -> dict:
-    """Defines the three flags (call once, at a CLI module's import); returns their holders."""
-    return dict(
-        coordinator_address=flags.DEFINE_string(
-            "coordinator_address", None, "host:port of process 0, the same on every process "
-            "(multi-host without TPU/Slurm/MPI auto-detection)."),
-        num_processes=flags.DEFINE_integer(
-            "num_processes", None, "Number of processes (hosts) in the job; 1 turns off "
-            "auto-detection."),
-        process_id=flags.DEFINE_integer("process_id", None, "This process's index, 0 .. "
-                                        "num_processes - 1."))
-
-
-def initialize_from_flags(holders: Mapping) -> bool:
-    """``initialize`` with the values of ``define_flags()``'s holders."""
-    return initialize(**{name: holder.value for name, holder in holders.items()})
 
 
 def _on_tpu_vm() -> bool:

@@ -147,11 +147,23 @@ def device_keys(rng, step, index) -> dict:
     return dict(zip(("z_d", "z_g", "aug_d", "aug_g"), jax.random.split(rng, 4)))
 
 
-def condition(setup: Setup, frozen: dict, batch: dict):
-    """What G and D are conditioned on: the frozen caption embeddings, or the class ids."""
+def encode_condition(setup: Setup, frozen: dict, raw):
+    """What G and D are conditioned on: the frozen model's embeddings of the caption tokens
+    ``raw``, or (class conditioning) the class ids ``raw`` themselves."""
     if setup.clip is None:
-        return batch["label"]
-    return jax.lax.stop_gradient(setup.clip.encode_text(frozen["clip"], batch["tokens"]))
+        return raw
+    return jax.lax.stop_gradient(setup.clip.encode_text(frozen["clip"], raw))
+
+
+def condition(setup: Setup, frozen: dict, batch: dict):
+    """The condition of every example of ``batch``: its caption's, or its class's."""
+    return encode_condition(setup, frozen, batch["label"] if setup.clip is None else batch["tokens"])
+
+
+def generate(setup: Setup, g_params, frozen: dict, z, raw):
+    """Images G draws from noise ``z`` ``[B, z_dim]`` for raw conditions ``raw`` (caption
+    tokens, or class ids), in the data normalisation (``setup.data_norm``)."""
+    return setup.generator.apply({"params": g_params}, z, encode_condition(setup, frozen, raw))
 
 
 def discriminate(setup: Setup, d_params, stats, images, cond, mismatched=None):
@@ -307,8 +319,9 @@ class AdversarialTask(base.Task):
                                                                        config.condition.encoder)
             self.frozen = {"clip": clip_params}
         self.setup = make_setup(config, clip)
-        self.evaluator = gan_eval.Evaluator(config, workdir, self.setup, self.frozen,
-                                            self.tokenizer, self.initial_params)
+        self.evaluator = gan_eval.Evaluator(
+            config, functools.partial(generate, self.setup), self.setup.z_dim,
+            self.setup.data_norm, self.frozen, self.tokenizer, self.initial_params)
 
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
@@ -345,5 +358,3 @@ class AdversarialTask(base.Task):
     def train_step(self):
         return make_train_step(self.setup)
 
-    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
-        return self.evaluator.evaluate(params, mesh, picture_path)

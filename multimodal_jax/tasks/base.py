@@ -7,7 +7,7 @@ knows nothing else about it.
     step = task.train_step()              # pure step(state, batch, rng) -> (state, metrics)
                                           #   whose collectives name the "data" axis
     batches = task.train_batches(start)   # this process's numpy batches from step ``start`` on
-    metrics = task.evaluate(params, mesh, picture_path)   # {"metric/name": float}
+    metrics = task.evaluate(params, mesh, picture_path)   # its Evaluator's {"name": float}
 """
 
 import abc
@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
+from multimodal_jax.evaluation import base as evaluation_base
 
 Step = Callable[[Any, dict, Any], tuple[Any, dict]]
 
@@ -33,6 +34,7 @@ class Task(abc.ABC):
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         self.config, self.workdir = config, workdir
         self.tokenizer = None  # the text tokenizer of the batches, for tasks that read text
+        self.evaluator: evaluation_base.Evaluator  # set by the task's constructor
         # A workdir with a checkpoint restores over the fresh state: then config.init_from's
         # weights are not read (they may have moved since).
         self.pretrained = workdir_lib.latest_step(workdir) is None
@@ -53,10 +55,10 @@ class Task(abc.ABC):
     def train_step(self) -> Step:
         """The pure step ``(state, batch, rng) -> (state, metrics)``, config choices bound."""
 
-    @abc.abstractmethod
     def evaluate(self, params, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
-        """This task's metrics of ``params`` (global arrays on ``mesh``); a figure to
-        ``picture_path`` when given."""
+        """This task's metrics of ``params`` (global arrays on ``mesh``) by its evaluator; a
+        figure to ``picture_path`` when given."""
+        return self.evaluator.evaluate(params, mesh, picture_path)
 
     def train_batches(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
         """This process's endless batches from ``start_step`` on (the stream a run that never

@@ -167,5 +167,3 @@ class CaptioningTask(base.Task):
     def train_step(self):
         return make_train_step(self.config, self.ids)
 
-    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
-        return self.evaluator.evaluate(params, mesh, picture_path)

@@ -180,9 +180,10 @@ class ClassificationTask(base.Task):
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         super().__init__(config, workdir)
         self.model = build_model(config)
-        self.predict = jax.jit(functools.partial(eval_step, apply_fn=self.model.apply,
-                                                 num_classes=config.num_classes, loss=config.loss))
-        self.features = jax.jit(lambda p, x: self.model.apply({"params": p}, x)["pooled"])
+        predict = jax.jit(functools.partial(eval_step, apply_fn=self.model.apply,
+                                            num_classes=config.num_classes, loss=config.loss))
+        features = jax.jit(lambda p, x: self.model.apply({"params": p}, x)["pooled"])
+        self.evaluator = classification_eval.Evaluator(predict, features, config)
 
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
@@ -198,10 +199,6 @@ class ClassificationTask(base.Task):
 
     def train_step(self):
         return make_train_step(self.config)
-
-    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
-        return classification_eval.evaluate(self.predict, self.features, params, self.config,
-                                            mesh, picture_path)
 
     def flops_per_example(self) -> float:
         return flops.classification_train(self.model, self.config.data.image_size)

@@ -138,7 +138,7 @@ class ContrastiveTask(base.Task):
         super().__init__(config, workdir)
         self.tokenizer = vocab.ensure_tokenizer(config, workdir)
         self.model = build_model(config, self.tokenizer)
-        self.encoders = contrastive_eval.Encoders(self.model)
+        self.evaluator = contrastive_eval.Evaluator(self.model, config, self.tokenizer)
 
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
@@ -160,10 +160,6 @@ class ContrastiveTask(base.Task):
 
     def train_step(self):
         return make_train_step(self.config)
-
-    def evaluate(self, params, mesh, picture_path=None) -> dict[str, float]:
-        return contrastive_eval.evaluate(self.encoders, params, self.config, self.tokenizer, mesh,
-                                         picture_path)
 
     def flops_per_example(self) -> float:
         return train_flops_per_example(self.config, self.model)

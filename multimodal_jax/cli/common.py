@@ -1,5 +1,5 @@
-"""What the command-line entry points share: process setup, flag parsing and clear exits, the
-metrics line.
+"""What the command-line entry points share: their flags, process setup, flag parsing and
+clear exits, the metrics line.
 
 Exit codes: 0 done (or stopped by a preemption notice, with a checkpoint to resume from);
 2 bad command line, config or input file (one paragraph on stderr, no traceback); 3 the run
@@ -12,19 +12,64 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
+from absl import app
 from absl import flags
 from absl import logging as absl_logging
+from ml_collections import config_flags
 
+from multimodal_jax.runtime import distributed
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
 from multimodal_jax.data import datasets
 from multimodal_jax.runtime.guards import NonFiniteError
 
 BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
+
+
+class RunFlags(NamedTuple):
+    """The flags of a command that runs a config in a workdir (and joins a multi-host job)."""
+
+    config: flags.FlagHolder
+    workdir: flags.FlagHolder
+    distributed: dict
+
+
+def define_run_flags(workdir_help: str) -> RunFlags:
+    """Defines ``--config``, ``--workdir`` and the multi-host flags (once per process)."""
+    config = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                             lock_config=True)
+    workdir = flags.DEFINE_string("workdir", None, workdir_help)
+    flags.mark_flags_as_required(["config", "workdir"])
+    return RunFlags(config, workdir, dict(
+        coordinator_address=flags.DEFINE_string(
+            "coordinator_address", None, "host:port of process 0, the same on every process "
+            "(multi-host without TPU/Slurm/MPI auto-detection)."),
+        num_processes=flags.DEFINE_integer(
+            "num_processes", None, "Number of processes (hosts) in the job; 1 turns off "
+            "auto-detection."),
+        process_id=flags.DEFINE_integer("process_id", None, "This process's index, 0 .. "
+                                        "num_processes - 1.")))
+
+
+def run_command(run_flags: RunFlags, run: Callable) -> None:
+    """A command's body: joins the job, sets up logging, ``run(config, workdir)`` with clear
+    exits, and prints its metrics as the last line."""
+    job = {name: holder.value for name, holder in run_flags.distributed.items()}
+    run_or_exit(lambda: distributed.initialize(**job))
+    setup_process()
+    metrics = run_or_exit(lambda: run(run_flags.config.value, run_flags.workdir.value))
+    print_metrics(metrics)
+
+
+def main(run: Callable, workdir_help: str) -> None:
+    """A whole command: defines its flags, parses them (one-paragraph errors) and runs
+    ``run(config, workdir)`` as an absl program."""
+    run_flags = define_run_flags(workdir_help)
+    app.run(lambda argv: run_command(run_flags, run), flags_parser=parse_flags)
 
 
 def setup_process() -> None:

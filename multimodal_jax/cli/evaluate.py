@@ -1,0 +1,14 @@
+"""Evaluates the newest checkpoint of a workdir: ``mmjax-evaluate --config configs/clip_shapes.py
+--workdir DIR`` (or ``python -m train.evaluate ...`` from the repository root).
+
+Prints one JSON object with every metric (and ``step``) as the last line of standard output.
+Multi-host flags as for ``mmjax-train``.
+"""
+
+from multimodal_jax.cli import common
+from multimodal_jax.runtime import evaluate_checkpoint
+
+
+def run() -> None:
+    """The ``mmjax-evaluate`` console script."""
+    common.main(evaluate_checkpoint.evaluate_latest, "A workdir holding checkpoints.")
