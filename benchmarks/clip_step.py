@@ -19,15 +19,13 @@ from benchmarks import common
 THREADS = common.set_threads(cpu_only=True)  # before torch / jax start; both on the CPU
 
 import functools  # noqa: E402
-import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from multimodal_jax.tasks import optim  # noqa: E402
+from multimodal_jax.parallel import flops  # noqa: E402
 from multimodal_jax.pretrained import load_hf_clip  # noqa: E402
-from multimodal_jax.parallel import flops as analytic  # noqa: E402
 from multimodal_jax.tasks import contrastive  # noqa: E402
 
 # name: batch, image size, patch, vision (width, depth, mlp, heads), text (width, depth, mlp,
@@ -38,10 +36,9 @@ SIZES = {
     "b16_112": dict(batch=16, image=112, patch=16, vision=(768, 12, 3072, 12),
                     text=(512, 12, 2048, 8), length=77, vocab=49408, proj=512),
 }
-LR, WEIGHT_DECAY, CLIP_NORM = 1e-4, 0.1, 1.0
 
 
-def clip_config(size: dict) -> transformers.CLIPConfig:
+def hf_model(size: dict) -> transformers.CLIPModel:
     """The one config both sides are built from."""
     def tower(dims):
         width, depth, mlp, heads = dims
@@ -50,8 +47,8 @@ def clip_config(size: dict) -> transformers.CLIPConfig:
     text = dict(tower(size["text"]), vocab_size=size["vocab"], max_position_embeddings=size["length"],
                 pad_token_id=0, bos_token_id=size["vocab"] - 2, eos_token_id=size["vocab"] - 1)
     vision = dict(tower(size["vision"]), image_size=size["image"], patch_size=size["patch"])
-    return transformers.CLIPConfig(text_config=text, vision_config=vision,
-                                   projection_dim=size["proj"])
+    return transformers.CLIPModel(transformers.CLIPConfig(
+        text_config=text, vision_config=vision, projection_dim=size["proj"]))
 
 
 def make_batch(size: dict, seed: int = 0) -> dict[str, np.ndarray]:
@@ -65,50 +62,27 @@ def make_batch(size: dict, seed: int = 0) -> dict[str, np.ndarray]:
     return {"image": images, "tokens": tokens}
 
 
-def torch_side(model: transformers.CLIPModel, batch: dict):
-    """(Side, first-step (loss, grad norm)) for HF CLIPModel on the same batch (NCHW pixels)."""
+def torch_loss(model: transformers.CLIPModel, batch: dict):
+    """CLIPModel's contrastive loss on the batch (NCHW pixels)."""
     pixels = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
     ids = torch.from_numpy(batch["tokens"]).long()
-    loss_fn = lambda m: m(input_ids=ids, pixel_values=pixels, return_loss=True).loss  # noqa: E731
-    return common.torch_side(model, loss_fn, LR, WEIGHT_DECAY, CLIP_NORM)
+    return model(input_ids=ids, pixel_values=pixels, return_loss=True).loss
 
 
-def ours_side(path: str, batch: dict, model_dtype=None):
-    """(Side, first-step metrics, step FLOPs) for our step as ``python -m train`` runs it;
-    ``model_dtype`` (e.g. ``jnp.bfloat16``) sets the compute dtype, params stay float32."""
-    model, variables = load_hf_clip(path, **({"dtype": model_dtype} if model_dtype else {}))
-    config = optim.default_config()
-    config.update(lr=LR, warmup_steps=0, weight_decay=WEIGHT_DECAY, grad_clip_norm=CLIP_NORM)
-    state = contrastive.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                          tx=optim.make_optimizer(config, 10_000))
-    step = functools.partial(contrastive.train_step, loss="softmax")
-    side, first, flops = common.train_side("ours", step, state, batch)
+def analytic(model, batch: dict) -> float:
     images, tokens = batch["image"], batch["tokens"]
-    flops["analytic"] = len(images) * analytic.contrastive_train(
-        model, images.shape[1], tokens.shape[1], len(images), "softmax")
-    return side, first, flops
+    return flops.contrastive_train(model, images.shape[1], tokens.shape[1], len(images), "softmax")
 
 
-def build(size: dict):
-    """(HF model, its save_pretrained directory (a TemporaryDirectory), batch)."""
-    torch.manual_seed(0)
-    hf = transformers.CLIPModel(clip_config(size))
-    tmp = tempfile.TemporaryDirectory()
-    hf.save_pretrained(tmp.name)
-    return hf, tmp, make_batch(size)
-
-
-def measure(name: str, size: dict, rounds: int, steps: int, warmup: int) -> dict:
-    """Builds both sides of one size, checks their first steps agree, times them interleaved."""
-    hf, tmp, batch = build(size)
-    with tmp:
-        ours, ours_first, flops = ours_side(tmp.name, batch)
-    return common.time_pair(name, (ours, ours_first), torch_side(hf, batch), flops, size["batch"],
-                            rounds, steps, warmup)
+COMPARISON = common.HfComparison(
+    hf_model=hf_model, make_batch=make_batch, torch_loss=torch_loss, load_ours=load_hf_clip,
+    state_class=contrastive.TrainState,
+    step=lambda size: functools.partial(contrastive.train_step, loss="softmax"),
+    analytic=analytic)
 
 
 def main():
-    common.comparison_main(__doc__, THREADS, SIZES, measure)
+    common.comparison_main(__doc__, THREADS, SIZES, COMPARISON.measure)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Sequence
+from typing import Any
+from typing import Callable
+from typing import Sequence
 
 THREADS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -123,9 +125,10 @@ class TrainRunner:
 
     def __init__(self, step, state, guard: bool = True):
         import jax  # noqa: PLC0415
+
+        from multimodal_jax.parallel import drivers  # noqa: PLC0415
+        from multimodal_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
         from multimodal_jax.runtime import guards  # noqa: PLC0415
-        from multimodal_jax.parallel import drivers
-        from multimodal_jax.parallel import mesh as mesh_lib
         self.step = guards.guarded(step) if guard else step
         self.driver = drivers.make_driver("mesh", self.step, mesh_lib.data_mesh())
         self.state = self.driver.put_state(guards.Carry(state, guards.init()) if guard else state)
@@ -336,6 +339,66 @@ def time_pair(name: str, ours: tuple, theirs: tuple, flops: dict, batch: int, ro
     check_same_start(name, r)
     times = interleaved([our_side, their_side], rounds, steps, warmup)
     return {**r, **{k: Rate.of(v, batch) for k, v in times.items()}}
+
+
+LR, WEIGHT_DECAY, CLIP_NORM = 1e-4, 0.1, 1.0  # both sides' AdamW step
+
+
+@dataclasses.dataclass(frozen=True)
+class HfComparison:
+    """One of our train steps against the Hugging Face PyTorch model of the same config: ours
+    is imported from the PyTorch model's ``save_pretrained`` folder, so both start from the
+    same weights. Per size (a dict of the script's ``SIZES``):
+
+    ``hf_model(size)``            the PyTorch model (after ``torch.manual_seed(0)``)
+    ``make_batch(size)``          the numpy batch both sides take
+    ``torch_loss(model, batch)``  its loss, as the PyTorch side computes it
+    ``load_ours(path, **kw)``     ``(model, variables)`` from the folder (``kw``: ``dtype``)
+    ``state_class`` / ``step(size)``  our train state class and pure step
+    ``analytic(model, batch)``    our analytic training FLOPs of one example
+    """
+
+    hf_model: Callable
+    make_batch: Callable
+    torch_loss: Callable
+    load_ours: Callable
+    state_class: type
+    step: Callable
+    analytic: Callable
+
+    def build(self, size: dict):
+        """(PyTorch model, its ``save_pretrained`` folder (a TemporaryDirectory), batch)."""
+        import tempfile  # noqa: PLC0415
+
+        import torch  # noqa: PLC0415
+        torch.manual_seed(0)
+        model = self.hf_model(size)
+        folder = tempfile.TemporaryDirectory()
+        model.save_pretrained(folder.name)
+        return model, folder, self.make_batch(size)
+
+    def ours_side(self, path: str, batch: dict, size: dict, model_dtype=None):
+        """(Side, first-step metrics, step FLOPs) for our step as ``python -m train`` runs it;
+        ``model_dtype`` (e.g. ``jnp.bfloat16``) sets the compute dtype, params stay float32."""
+        from multimodal_jax.tasks import optim  # noqa: PLC0415
+        model, variables = self.load_ours(path, **({"dtype": model_dtype} if model_dtype else {}))
+        config = optim.default_config()
+        config.update(lr=LR, warmup_steps=0, weight_decay=WEIGHT_DECAY, grad_clip_norm=CLIP_NORM)
+        state = self.state_class.create(apply_fn=model.apply, params=variables["params"],
+                                        tx=optim.make_optimizer(config, 10_000))
+        side, first, flops = train_side("ours", self.step(size), state, batch)
+        flops["analytic"] = len(batch["image"]) * self.analytic(model, batch)
+        return side, first, flops
+
+    def measure(self, name: str, size: dict, rounds: int, steps: int, warmup: int) -> dict:
+        """Builds both sides of one size, checks their first steps agree, times them
+        interleaved."""
+        model, folder, batch = self.build(size)
+        with folder:
+            ours, ours_first, flops = self.ours_side(folder.name, batch, size)
+        theirs = torch_side(model, lambda m: self.torch_loss(m, batch), LR, WEIGHT_DECAY, CLIP_NORM)
+        return time_pair(name, (ours, ours_first), theirs, flops, size["batch"], rounds, steps,
+                         warmup)
 
 
 def comparison_main(doc: str, threads: int, sizes: dict, measure: Callable) -> None:

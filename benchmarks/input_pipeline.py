@@ -39,9 +39,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from multimodal_jax.configs import clip_shapes, vit_b16_imagenet  # noqa: E402
-from multimodal_jax.data import datasets, device_input, pipeline, vocab  # noqa: E402
-from multimodal_jax.tasks import classification, contrastive  # noqa: E402
+from multimodal_jax.configs import clip_shapes  # noqa: E402
+from multimodal_jax.configs import vit_b16_imagenet  # noqa: E402
+from multimodal_jax.data import datasets  # noqa: E402
+from multimodal_jax.data import device_input  # noqa: E402
+from multimodal_jax.data import pipeline  # noqa: E402
+from multimodal_jax.data import vocab  # noqa: E402
+from multimodal_jax.tasks import classification  # noqa: E402
+from multimodal_jax.tasks import contrastive  # noqa: E402
 
 SOURCES = ("builtin", "imagenet_mock", "imagenet_sized")
 IMAGENET_SHUFFLE = 2048

@@ -30,7 +30,8 @@ import statistics  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks import clip_step, vit_step  # noqa: E402
+from benchmarks import clip_step  # noqa: E402
+from benchmarks import vit_step  # noqa: E402
 
 # Dense bfloat16 peak FLOP/s per JAX device, by a substring of ``device_kind`` (first match).
 NOMINAL_BF16_PEAK = (
@@ -53,12 +54,9 @@ def build_step(task: str, size_name: str, model_dtype):
     """(Side, FLOPs dict, batch size) of our step for ``clip``/``vit`` at one size."""
     module = clip_step if task == "clip" else vit_step
     size = module.SIZES[size_name]
-    _, tmp, batch = module.build(size)
-    with tmp:
-        if task == "clip":
-            side, _, flops = clip_step.ours_side(tmp.name, batch, model_dtype)
-        else:
-            side, _, flops = vit_step.ours_side(tmp.name, batch, size["classes"], model_dtype)
+    _, folder, batch = module.COMPARISON.build(size)
+    with folder:
+        side, _, flops = module.COMPARISON.ours_side(folder.name, batch, size, model_dtype)
     return side, flops, size["batch"]
 
 

@@ -58,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 2
 
     config.prerequisites = prerequisite_configs()
-    # What G and D are conditioned on: "text" (caption embeddings of `encoder`, a prerequisite
+    # What G and D are conditioned on: "text" (caption embeddings of ``encoder``, a prerequisite
     # name or "hf_clip:DIR") or "class" (config.data.label_key ids, num_classes of them).
     config.condition = ml_collections.ConfigDict(dict(kind="text", encoder="clip", num_classes=0))
 

@@ -5,7 +5,7 @@ Run:
 Evaluate the latest checkpoint (prints one JSON line, e.g. classification/test/top1):
   python -m train.evaluate --config configs/vit_shapes.py --workdir workdirs/vit_shapes
 
-The 64 (shape, colour) classes of object 1 (`label`), on single-object images only (the
+The 64 (shape, colour) classes of object 1 (``label``), on single-object images only (the
 first-mentioned object of a two-object image is not visible as such): ~35k train images.
 The ViT is the image tower of configs/clip_shapes.py (width 128, depth 4, patch 8 on 32 px,
 MAP pooling), so configs/vit_shapes_finetune.py can start from that run's checkpoint.
@@ -15,8 +15,8 @@ CPU (README_classification table): top-1 >= 99% on the test split in about 5 min
 
 import ml_collections
 
-from multimodal_jax.tasks import optim
 from multimodal_jax.evaluation import linear_probe
+from multimodal_jax.tasks import optim
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.evaluation = ml_collections.ConfigDict(dict(
         batch_size=256, splits=("test",),
         filter=("num_objects", 1),  # the classes are only identifiable on single-object images
-        # A probe on the frozen pooled features: off while `methods` and `shots` are empty
+        # A probe on the frozen pooled features: off while ``methods`` and ``shots`` are empty
         # (e.g. --config.evaluation.linear_probe.methods="('ridge',)").
         linear_probe=linear_probe.default_config(methods=(), filter=("num_objects", 1))))
     return config

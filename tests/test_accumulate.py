@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from multimodal_jax.parallel import accumulate
-from multimodal_jax.tasks import contrastive_losses
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import contrastive
+from multimodal_jax.tasks import contrastive_losses
 from tests import tiny
 
 
@@ -42,7 +42,7 @@ def test_contrastive_loss_is_the_mean_over_micro_batches():
     def loss_fn(p, b):
         return contrastive_losses.softmax_contrastive_loss(b["image"], b["text"], p["scale"])[0], ()
 
-    expected = [jax.value_and_grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x: x[k::2], batch))
+    expected = [jax.value_and_grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x, k=k: x[k::2], batch))
                 for k in range(2)]
     mean = jax.tree.map(lambda a, b: (a + b) / 2, *expected)
     _close(accumulate.value_and_grad(loss_fn, params, batch, steps=2), mean)

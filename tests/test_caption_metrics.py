@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from multimodal_jax.evaluation import caption_attributes, caption_metrics
+from multimodal_jax.evaluation import caption_attributes
+from multimodal_jax.evaluation import caption_metrics
 from multimodal_jax.evaluation.captioning_eval import fix_articles
 
 

@@ -9,15 +9,18 @@ import ml_collections
 import numpy as np
 import pytest
 
-from multimodal_jax.configs import caption_coco, caption_shapes
+from multimodal_jax.configs import caption_coco
+from multimodal_jax.configs import caption_shapes
+from multimodal_jax.data import pipeline
+from multimodal_jax.data import tokenizers
+from multimodal_jax.evaluation import captioning_eval
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
-from multimodal_jax.parallel import drivers
-from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax.data import pipeline, tokenizers
-from multimodal_jax.evaluation import captioning_eval
-from multimodal_jax.tasks import captioning, contrastive
+from multimodal_jax.tasks import captioning
+from multimodal_jax.tasks import contrastive
 from tests import tiny
 
 

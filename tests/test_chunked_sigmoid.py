@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from multimodal_jax.tasks import contrastive_losses
 from multimodal_jax.models.two_tower import l2_normalize
+from multimodal_jax.tasks import contrastive_losses
 
 AXIS = "data"
 

@@ -9,17 +9,18 @@ import ml_collections
 import numpy as np
 import pytest
 
+from multimodal_jax import tasks
 from multimodal_jax.configs import vit_shapes
-from multimodal_jax.runtime import checkpoint
-from multimodal_jax.runtime import evaluate_checkpoint
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.runtime import loop
-from multimodal_jax.tasks import optim
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import prerequisites
-from multimodal_jax import tasks
-from multimodal_jax.tasks import classification, contrastive
+from multimodal_jax.tasks import classification
+from multimodal_jax.tasks import contrastive
+from multimodal_jax.tasks import optim
 from tests import tiny
 
 NUM_CLASSES = 10
@@ -74,7 +75,7 @@ def test_mixing_keeps_target_mass_and_changes_images():
     targets = classification.dense_targets(batch["label"], NUM_CLASSES)
     for kind in ("mixup", "cutmix"):
         mixed, mixed_targets = jax.jit(jax.shard_map(
-            lambda x, t: classification.mix_pairs(x, t, jax.random.key(0), kind, 1.0),
+            lambda x, t, kind=kind: classification.mix_pairs(x, t, jax.random.key(0), kind, 1.0),
             mesh=mesh_lib.data_mesh(jax.devices()[:1]), in_specs=jax.sharding.PartitionSpec("data"),
             out_specs=jax.sharding.PartitionSpec("data")))(batch["image"], targets)
         np.testing.assert_allclose(np.sum(mixed_targets, axis=1), 1.0, rtol=1e-6)

@@ -11,10 +11,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from multimodal_jax.data import augment
+from multimodal_jax.data import datasets
+from multimodal_jax.data import pipeline
+from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax.data import augment, datasets, pipeline
-from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.tasks import classification
 from tests import test_classification
 

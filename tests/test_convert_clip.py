@@ -12,11 +12,14 @@ import jax
 import numpy as np
 import pytest
 
-from multimodal_jax.pretrained import load_hf_clip, load_openai_clip, load_pretrained
+from multimodal_jax.pretrained import load_hf_clip
+from multimodal_jax.pretrained import load_openai_clip
+from multimodal_jax.pretrained import load_pretrained
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from safetensors.numpy import load_file, save_file  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 
 TOL = 1e-5
 # name: (text config, vision config, projection_dim, token length fed in)

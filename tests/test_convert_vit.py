@@ -10,8 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from multimodal_jax.pretrained import ViTWithPooler, load_hf_vit
 from multimodal_jax.models.vit import ViT
+from multimodal_jax.pretrained import ViTWithPooler
+from multimodal_jax.pretrained import load_hf_vit
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

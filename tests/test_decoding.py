@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from multimodal_jax.models import captioner
+from multimodal_jax.models import decoder
 from multimodal_jax.models import decoding
-from multimodal_jax.models import captioner, decoder, vit
+from multimodal_jax.models import vit
 
 BOS, EOS, PAD, VOCAB, STEPS = 1, 2, 0, 16, 6
 

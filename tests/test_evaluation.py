@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multimodal_jax.evaluation import figures, retrieval, zeroshot
+from multimodal_jax.evaluation import figures
+from multimodal_jax.evaluation import retrieval
+from multimodal_jax.evaluation import zeroshot
 
 
 def _unit(x):

@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from multimodal_jax.parallel import flops
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT
+from multimodal_jax.parallel import flops
 from tests import tiny
 
 

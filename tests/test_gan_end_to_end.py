@@ -14,7 +14,8 @@ from multimodal_jax.cli import common as cli
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import prerequisites
-from tests import test_train_loop, tiny_gan
+from tests import runs
+from tests import tiny_gan
 
 KEYS = ("gan/fd_clip", "gan/kid_clip", "gan/precision_clip", "gan/recall_clip", "gan/clip_score",
         "gan/attr_acc_color", "gan/attr_acc_shape", "gan/untrained/fd_clip",
@@ -77,4 +78,4 @@ def test_a_stopped_and_resumed_gan_ends_bitwise_equal(text_run, shapes_data_dir,
     for name in ("eval_encoder", "classifier"):
         config.prerequisites[name].workdir = os.path.join(text_workdir, name)
     config.update(total_steps=4, checkpoint_every_steps=2, eval_every_steps=4)
-    test_train_loop.assert_resume_equals_straight(config, tmp_path, stop_at_step=2)
+    runs.assert_resume_equals_straight(config, tmp_path, stop_at_step=2)

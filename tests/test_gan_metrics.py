@@ -7,7 +7,9 @@ import pytest
 import scipy.linalg
 from PIL import Image
 
-from multimodal_jax.evaluation import attributes, generative, sample_grid
+from multimodal_jax.evaluation import attributes
+from multimodal_jax.evaluation import generative
+from multimodal_jax.evaluation import sample_grid
 
 
 def _features(n, dim, seed, shift=0.0):

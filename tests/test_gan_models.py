@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.data import diffaugment
 from multimodal_jax.models import gan
+from multimodal_jax.tasks import adversarial_losses
 
 B = 4
 

@@ -10,10 +10,10 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import adversarial
+from multimodal_jax.tasks import adversarial_losses
 from tests import tiny_gan
 
 STEPS, BATCH, RNG = 2, 16, 1
@@ -63,7 +63,7 @@ def test_sn_statistics_and_ema_are_identical_on_every_device(runs):
                 np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
         mine = jax.tree.map(lambda x: x[0], stacked.params)
         beta = float(metrics["ema_decay"])
-        _close(mine["g_ema"], jax.tree.map(lambda e, g: beta * e + (1 - beta) * g,
+        _close(mine["g_ema"], jax.tree.map(lambda e, g, beta=beta: beta * e + (1 - beta) * g,
                                            previous_ema, mine["g"]), rtol=1e-6, atol=1e-7)
         previous_ema = mine["g_ema"]
     assert 0 < float(pmap[0][1]["ema_decay"]) < float(pmap[-1][1]["ema_decay"]) < 1  # ramp-up
@@ -154,7 +154,9 @@ def test_config_errors_are_clear():
     config.evaluation.encoder = config.condition.encoder
     with pytest.raises(ValueError, match="also the GAN's conditioning model"):
         adversarial.AdversarialTask.check_config(config)
-    from multimodal_jax.configs import gan_coco64, gan_shapes, gan_shapes_classcond  # noqa: PLC0415
+    from multimodal_jax.configs import gan_coco64  # noqa: PLC0415
+    from multimodal_jax.configs import gan_shapes  # noqa: PLC0415
+    from multimodal_jax.configs import gan_shapes_classcond  # noqa: PLC0415
     for module in (gan_shapes, gan_shapes_classcond, gan_coco64):  # the shipped configs pass
         adversarial.AdversarialTask.check_config(module.get_config())
 

@@ -7,9 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import datasets
 from multimodal_jax.evaluation import linear_probe
+from multimodal_jax.parallel import mesh as mesh_lib
 
 
 def _clusters(n_per_class=40, classes=4, dim=6, noise=0.3, seed=0):

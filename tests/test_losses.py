@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from multimodal_jax.tasks import contrastive_losses
 from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.tasks import contrastive_losses
 
 
 def _embeddings(n=16, d=8, seed=0):

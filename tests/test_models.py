@@ -9,7 +9,8 @@ import pytest
 from multimodal_jax.models import posemb
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
-from multimodal_jax.models.vit import ViT, parse_variant
+from multimodal_jax.models.vit import ViT
+from multimodal_jax.models.vit import parse_variant
 
 IMAGES = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
 

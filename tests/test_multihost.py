@@ -45,20 +45,6 @@ def _config(data_dir, driver):
     return config
 
 
-def _final_params(config, workdir):
-    import jax  # noqa: PLC0415 - the pytest process: 8 devices (conftest)
-    from multimodal_jax.runtime import checkpoint  # noqa: PLC0415
-    from multimodal_jax.parallel import mesh as mesh_lib
-    from multimodal_jax import tasks
-    task = tasks.get_task(config.task)(config, workdir)
-    template = jax.device_put(task.create_state(jax.random.key(config.seed)),
-                              mesh_lib.replicated(mesh_lib.data_mesh()))
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-    state = ckpt.restore(template)
-    ckpt.close()
-    return int(state.step), jax.device_get(state.params)
-
-
 def test_two_processes_equal_one_process_with_four_devices(shapes_data_dir, tmp_path):
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
@@ -78,17 +64,18 @@ def test_two_processes_equal_one_process_with_four_devices(shapes_data_dir, tmp_
         assert job.returncode == 0, output[-3000:]
     assert "process 0 of 2" in outputs[0] and "process 1 of 2" in outputs[1], outputs[0][-2000:]
 
-    step_b, params_b = _final_params(_config(shapes_data_dir, "mesh"), os.path.join(single, "mesh"))
+    from tests import runs  # noqa: PLC0415 - this file is also the worker: JAX starts there later
+    step_b, params_b = runs.final_params(os.path.join(single, "mesh"))
     for driver in DRIVERS:
         config = _config(shapes_data_dir, driver)
-        step_a, params_a = _final_params(config, os.path.join(multi, driver))
+        step_a, params_a = runs.final_params(os.path.join(multi, driver))
         assert step_a == step_b == config.total_steps
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                      params_a, params_b)
         # One writer: each logged step appears once (also where the run stopped and resumed).
         lines = [json.loads(line) for line in open(os.path.join(multi, driver, "metrics.jsonl"))]
-        assert [l["step"] for l in lines if "train/loss" in l] == [2, 4, 6]
-        assert all(l["train/tflops_per_device"] > 0 for l in lines if "train/loss" in l)
+        assert [e["step"] for e in lines if "train/loss" in e] == [2, 4, 6]
+        assert all(e["train/tflops_per_device"] > 0 for e in lines if "train/loss" in e)
     # The pmap run ended with the evaluation: its pictures, from process 0.
     assert any(p.endswith(".png") for p in os.listdir(os.path.join(multi, "pmap", "pictures")))
 
@@ -117,6 +104,7 @@ def _worker(workdir, data_dir, port, process_id, num_processes):
     distributed.initialize(f"localhost:{port}" if num_processes > 1 else None, num_processes,
                            process_id if num_processes > 1 else None)
     import jax  # noqa: PLC0415
+
     from multimodal_jax.runtime import loop  # noqa: PLC0415
     print(f"process {jax.process_index()} of {jax.process_count()}", flush=True)
     # Compiled programs are shared by the runs (the resumed run compiles what the first did).

@@ -10,7 +10,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from multimodal_jax.data import datasets, device_input, pipeline, tokenizers
+from multimodal_jax.data import datasets
+from multimodal_jax.data import device_input
+from multimodal_jax.data import pipeline
+from multimodal_jax.data import tokenizers
 
 MAX_LEN = 24
 COCO_EXAMPLES = 20
@@ -140,7 +143,10 @@ def test_eval_is_one_padded_pass_split_contiguously_over_processes():
         parts = [_eval(_cifar_cfg(), 4, process_index=p, process_count=2) for p in range(2)]
     assert len(single) == 4 and [len(p) for p in parts] == [4, 4]  # 7 + 6 examples, 2 per batch
     assert single[-1]["mask"].tolist() == [True, False, False, False]
-    masked = lambda batches, k: np.concatenate([b[k][b["mask"]] for b in batches])
+
+    def masked(batches, k):
+        return np.concatenate([b[k][b["mask"]] for b in batches])
+
     for key in ("image", "tokens", "label"):
         assert np.array_equal(np.concatenate([masked(p, key) for p in parts]), masked(single, key))
     assert [int(b["mask"].sum()) for b in parts[1]] == [2, 2, 2, 0]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from multimodal_jax.configs import clip_pretrained
-from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.pretrained import init_from
-from multimodal_jax.runtime import loop
 from multimodal_jax.pretrained import load_hf_clip
+from multimodal_jax.runtime import evaluate_checkpoint
+from multimodal_jax.runtime import loop
 from multimodal_jax.tasks import contrastive
 from tests import test_convert_clip as hf
 

@@ -19,12 +19,12 @@ import optax
 import pytest
 from flax.training import train_state
 
+from multimodal_jax import tasks
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import guards
 from multimodal_jax.runtime import loop
-from multimodal_jax.parallel import drivers
-from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax import tasks
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 

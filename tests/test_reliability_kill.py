@@ -16,7 +16,8 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from tests import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS, EVERY = 30, 2
@@ -78,15 +79,6 @@ def _save_interval(process: subprocess.Popen, workdir: str) -> float:
     return float(np.median(np.diff(times[1:]))) if len(times) > 3 else 1.0
 
 
-def _final_params(workdir: str):
-    """The step and params of the newest checkpoint, read as saved (no model needed)."""
-    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                    item_handlers=ocp.StandardCheckpointHandler())
-    values = manager.restore(manager.latest_step())
-    manager.close()
-    return int(values["step"]), jax.device_get(values["params"])
-
-
 def _finish(workdir: str, data_dir: str, cache: str) -> dict:
     """Runs the command to the end; its last line of output, as JSON."""
     process = _start(workdir, data_dir, cache)
@@ -126,7 +118,7 @@ def test_killed_and_preempted_runs_resume_bitwise_equal(shapes_data_dir, tmp_pat
 
     assert _finish(workdir, shapes_data_dir, cache)["step"] == TOTAL_STEPS  # the same command
     assert not [n for n in os.listdir(os.path.join(workdir, "checkpoints")) if TMP in n]
-    step_a, params_a = _final_params(straight)
-    step_b, params_b = _final_params(workdir)
+    step_a, params_a = runs.final_params(straight)
+    step_b, params_b = runs.final_params(workdir)
     assert step_a == step_b == TOTAL_STEPS
     jax.tree.map(np.testing.assert_array_equal, params_a, params_b)

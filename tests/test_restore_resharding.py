@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from multimodal_jax.runtime import checkpoint
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.parallel import sharding
+from multimodal_jax.runtime import checkpoint
 from multimodal_jax.tasks import contrastive
 from tests import tiny
 

@@ -76,7 +76,10 @@ def test_other_configs_render_their_images():
     assert big.shape == (64, 64, 3) and big.dtype == np.uint8
     plain = B.generate_example(CONFIGS["32px"], "train", 3)["image"]
     textured = B.generate_example(CONFIGS["32px_textured"], "train", 3)["image"]
-    corner = lambda img: img[:4, :4].reshape(-1, 3).astype(np.float32)
+
+    def corner(img):
+        return img[:4, :4].reshape(-1, 3).astype(np.float32)
+
     assert corner(plain).std() == 0  # flat background
     assert corner(textured).std() > 1  # noise/stripes
     assert textured.mean() < 120  # still low contrast: a dark background

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from multimodal_jax.data import shapes_builder, tokenizers
+from multimodal_jax.data import shapes_builder
+from multimodal_jax.data import tokenizers
 
 TEXTS = ["a photo of a red circle.", "", "héllo wörld ✓",
          "a crimson disc to the left of a big blue square in the picture."]
@@ -116,8 +117,9 @@ def test_sentencepiece_file_errors(tmp_path):
 
 
 def test_get_tokenizer(sp_path):
-    cfg = lambda **kw: ml_collections.ConfigDict(
-        dict(dict(kind="bytes", path="", vocab_size=0, max_len=16), **kw))
+    def cfg(**kw):
+        return ml_collections.ConfigDict(dict(dict(kind="bytes", path="", vocab_size=0, max_len=16), **kw))
+
     tok = tokenizers.get_tokenizer(cfg())
     assert isinstance(tok, tokenizers.ByteTokenizer) and tok.encode(["a"]).shape == (1, 16)
     tok = tokenizers.get_tokenizer(cfg(kind="sentencepiece", path=sp_path, vocab_size=320))

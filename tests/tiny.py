@@ -3,6 +3,7 @@
 import numpy as np
 
 from multimodal_jax.configs import clip_shapes
+from multimodal_jax.configs import vit_shapes
 
 
 class FakeTokenizer:
@@ -50,4 +51,17 @@ def tiny_shapes_config(data_dir: str, driver: str = "mesh"):
     config.parallel.driver = driver
     config.evaluation.batch_size = 64
     config.evaluation.retrieval_examples = 64
+    return config
+
+
+def tiny_classifier_config(data_dir: str):
+    """A one-block ViT classifying the 64 (shape, colour) labels of the tiny dataset."""
+    config = vit_shapes.get_config()
+    config.total_steps, config.batch_size = 4, 16
+    config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
+    config.data.update(name="captioned_shapes/tiny", data_dir=data_dir, image_size=16,
+                       shuffle_buffer=256)
+    config.model.image.update(width=16, depth=1, mlp_dim=32, num_heads=2, patch_size=4, pool="gap")
+    config.optim.warmup_steps = 1
+    config.evaluation.batch_size = 64
     return config

@@ -6,27 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from multimodal_jax.configs import gan_shapes
-from multimodal_jax.configs import vit_shapes
-from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.models import factory
+from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.tasks import adversarial
 from tests import tiny
 
 SIZE = 8  # the GAN's images
 JUDGE_SIZE = 16  # the frozen encoders' and classifier's
-
-
-def tiny_classifier_config(data_dir: str):
-    """A one-block ViT classifying the 64 (shape, colour) labels of the tiny dataset."""
-    config = vit_shapes.get_config()
-    config.total_steps, config.batch_size = 4, 16
-    config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 4
-    config.data.update(name="captioned_shapes/tiny", data_dir=data_dir, image_size=JUDGE_SIZE,
-                       shuffle_buffer=256)
-    config.model.image.update(width=16, depth=1, mlp_dim=32, num_heads=2, patch_size=4, pool="gap")
-    config.optim.warmup_steps = 1
-    config.evaluation.batch_size = 64
-    return config
 
 
 def tiny_gan_config(data_dir: str = "", kind: str = "text"):
@@ -48,7 +34,7 @@ def tiny_gan_config(data_dir: str = "", kind: str = "text"):
         eval_encoder.update(seed=1, total_steps=2, checkpoint_every_steps=2, eval_every_steps=2)
         config.prerequisites.clip.config = clip
         config.prerequisites.eval_encoder.config = eval_encoder
-        config.prerequisites.classifier.config = tiny_classifier_config(data_dir)
+        config.prerequisites.classifier.config = tiny.tiny_classifier_config(data_dir)
     if kind == "class":
         config.condition.update(kind="class", num_classes=64)
         config.gan.align_weight = 0.0

@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable
+from typing import NamedTuple
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -21,10 +23,10 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from multimodal_jax.data import datasets
 from multimodal_jax.runtime import distributed
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
-from multimodal_jax.data import datasets
 from multimodal_jax.runtime.guards import NonFiniteError
 
 BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1

@@ -14,7 +14,8 @@ import os
 import re
 import sys
 import unicodedata
-from typing import Iterable, Optional
+from typing import Iterable
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import collections
 import itertools
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from typing import Callable
+from typing import Iterable
+from typing import Iterator
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -31,7 +36,7 @@ def _not_divisible(batch_size: int, shards: int, what: str) -> ValueError:
 
 
 def shard_for_pmap(batch: Any, local_device_count: int | None = None) -> Any:
-    """[B, ...] leaves -> [n, B/n, ...] arrays, slice i on local device i, ready for `jax.pmap`.
+    """[B, ...] leaves -> [n, B/n, ...] arrays, slice i on local device i, ready for ``jax.pmap``.
 
     The arrays carry the sharding pmap itself uses (a 1-D mesh over the local devices), so pmap
     takes them as they are, without a copy (checked with buffer donation on JAX 0.10).
@@ -73,7 +78,7 @@ def shard_for_mesh(batch: Any, mesh: Mesh) -> Any:
 
 
 def prefetch(iterator: Iterable[Any], put_fn: Callable[[Any], Any], size: int = 2) -> Iterator[Any]:
-    """Yields put_fn(batch) for each batch; while the caller works on one, the next `size` are
+    """Yields put_fn(batch) for each batch; while the caller works on one, the next ``size`` are
     already being transferred (device_put is asynchronous, so copies overlap the step)."""
     if size < 1:
         raise ValueError(f"prefetch size must be >= 1, got {size}.")

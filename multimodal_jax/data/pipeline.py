@@ -2,7 +2,7 @@
 number of processes, and resuming at step k continues it exactly.
 
 Train stream: read the split in file order -> repeat -> seeded shuffle -> number every example
--> skip `start_step` global batches' worth -> GLOBAL batches of undecoded records -> this
+-> skip ``start_step`` global batches' worth -> GLOBAL batches of undecoded records -> this
 process's slice -> decode, resize, normalise, tokenise -> local batches. Only the slice a process
 keeps is decoded; per-example randomness (caption choice, flip) is seeded by (seed, example number).
 """
@@ -10,7 +10,8 @@ keeps is decoded; per-example randomness (caption choice, flip) is seeded by (se
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -70,7 +71,7 @@ def _lookup_path(tree, path: str):
 
 
 def _lookup(tree, path: str, what: str, cfg):
-    """`_lookup_path` with an error that names the setting and the available features."""
+    """``_lookup_path`` with an error that names the setting and the available features."""
     try:
         return _lookup_path(tree, path)
     except KeyError:
@@ -128,13 +129,13 @@ def _validate(builder, cfg) -> None:
 
 
 def _example_seed(seed: int, index: tf.Tensor, salt: int) -> tf.Tensor:
-    """A stateless seed for example `index` of the global stream (same for any process count)."""
+    """A stateless seed for example ``index`` of the global stream (same for any process count)."""
     base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
     return tf.random.experimental.stateless_fold_in(base, salt)
 
 
 def _pick(options: tf.Tensor, seed: int, index, random: bool) -> tf.Tensor:
-    """One element of a 1-D string tensor: seeded per example when `random`, else the first."""
+    """One element of a 1-D string tensor: seeded per example when ``random``, else the first."""
     n = tf.shape(options)[0]
     padded = tf.concat([options, tf.constant([""])], axis=0)  # "" when there are none.
     if not random:
@@ -161,7 +162,7 @@ def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
 
 
 def _resize_and_centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Resize so the shorter side is `size` (any input size), then crop the centre square."""
+    """Resize so the shorter side is ``size`` (any input size), then crop the centre square."""
     image = tf.cast(image, tf.float32)
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     scale = size / tf.cast(tf.minimum(h, w), tf.float32)
@@ -187,7 +188,9 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
         image, int(datasets.field(cfg, "image_size")), datasets.field(cfg, "augment"),
         _example_seed(seed, ex["_index"], _CROP_SALT), float(datasets.field(cfg, "crop_area_min")),
     ) if train else None
-    image = augmented if augmented is not None else _resize_and_centre_crop(image, int(datasets.field(cfg, "image_size")))
+    if augmented is None:
+        augmented = _resize_and_centre_crop(image, int(datasets.field(cfg, "image_size")))
+    image = augmented
     if train and datasets.field(cfg, "flip"):
         image = tf.image.stateless_random_flip_left_right(image, _example_seed(seed, ex["_index"], _FLIP_SALT))
     mean = tf.constant(datasets.field(cfg, "mean"), tf.float32) * 255.0
@@ -207,7 +210,7 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
 def _processes(process_index, process_count) -> tuple[int, int]:
     """This process's index and the process count (from JAX when not given)."""
     if process_index is None or process_count is None:
-        import jax  # only when the caller did not say; keeps this module free of JAX otherwise.
+        import jax  # noqa: PLC0415 - only when the caller did not say: this module needs no JAX
 
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
@@ -227,7 +230,7 @@ def _local_batch_size(global_batch_size: int, process_count: int) -> int:
 
 
 def _max_len(cfg, tokenizer) -> int | None:
-    """Token length from data.max_len, else the tokenizer's `max_len` attribute."""
+    """Token length from data.max_len, else the tokenizer's ``max_len`` attribute."""
     if tokenizer is None:
         return None
     max_len = datasets.field(cfg, "max_len") or getattr(tokenizer, "max_len", None)
@@ -284,7 +287,7 @@ def make_train_iterator(
     data_cfg, tokenizer, global_batch_size: int, seed: int, start_step: int = 0,
     process_index: int | None = None, process_count: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Endless numpy batches {"image", "tokens", "label"?} for this process; `start_step=k`
+    """Endless numpy batches {"image", "tokens", "label"?} for this process; ``start_step=k``
     continues the exact stream an uninterrupted run would have at step k."""
     return make_train_dataset(
         data_cfg, tokenizer, global_batch_size, seed, start_step, process_index, process_count
@@ -292,7 +295,7 @@ def make_train_iterator(
 
 
 def _equals(feature: str, value):
-    """Record predicate `ex[feature] == value` (all elements, for non-scalar features)."""
+    """Record predicate ``ex[feature] == value`` (all elements, for non-scalar features)."""
     def predicate(ex):
         x = _lookup_path(ex, feature)
         return tf.reduce_all(tf.equal(x, tf.constant(value, dtype=x.dtype)))
@@ -308,7 +311,7 @@ def _count(ds: tf.data.Dataset) -> int:
 
 
 def _pad_dataset(spec, count: int) -> tf.data.Dataset:
-    """`count` all-zero examples shaped like `spec`, with mask False."""
+    """``count`` all-zero examples shaped like ``spec``, with mask False."""
     zeros = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), spec)
     return tf.data.Dataset.from_tensors({**zeros, "mask": tf.constant(False)}).repeat(count)
 
@@ -318,8 +321,8 @@ def make_eval_dataset(
     process_index: int | None = None, process_count: int | None = None,
     filter: tuple[str, Any] | None = None,  # noqa: A002  (as TFDS and tf.data name it)
 ) -> tf.data.Dataset:
-    """One pass over `split` in order; this process's contiguous part, padded with mask=False so
-    every process yields the same number of local batches. `filter=(feature, value)` keeps
+    """One pass over ``split`` in order; this process's contiguous part, padded with mask=False so
+    every process yields the same number of local batches. ``filter=(feature, value)`` keeps
     examples whose feature equals value (e.g. ("num_objects", 1))."""
     process_index, process_count = _processes(process_index, process_count)
     local = _local_batch_size(global_batch_size, process_count)
@@ -350,7 +353,7 @@ def make_eval_iterator(
     process_index: int | None = None, process_count: int | None = None,
     filter: tuple[str, Any] | None = None,  # noqa: A002
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Finite numpy batches {"image", "tokens", "label"?, "mask"} of `split` (see make_eval_dataset)."""
+    """Finite numpy batches {"image", "tokens", "label"?, "mask"} of ``split`` (see make_eval_dataset)."""
     return make_eval_dataset(
         data_cfg, split, tokenizer, global_batch_size, process_index, process_count, filter
     ).as_numpy_iterator()

@@ -1,6 +1,6 @@
-"""TFDS builder `captioned_shapes`: procedurally rendered, captioned coloured shapes.
+"""TFDS builder ``captioned_shapes``: procedurally rendered, captioned coloured shapes.
 
-Offline and deterministic: example `i` of split `s` is drawn from
+Offline and deterministic: example ``i`` of split ``s`` is drawn from
 np.random.default_rng([config.seed, split_id(s), i]); nothing is downloaded. Importing
 this module registers the builder (a second import or reload does not re-register).
 
@@ -11,16 +11,25 @@ this module registers the builder (a second import or reload does not re-registe
 import dataclasses
 import io
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict
+from typing import Optional
+from typing import Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from multimodal_jax.data import shapes_render as render
-from multimodal_jax.data.shapes_captions import (
-    CLASS_NAMES, ZEROSHOT_TEMPLATES, class_label, pair_caption, single_caption)
-from multimodal_jax.data.shapes_render import COLORS, POSITIONS, RELATIONS, SHAPES, SIZES
+from multimodal_jax.data.shapes_captions import CLASS_NAMES
+from multimodal_jax.data.shapes_captions import ZEROSHOT_TEMPLATES
+from multimodal_jax.data.shapes_captions import class_label
+from multimodal_jax.data.shapes_captions import pair_caption
+from multimodal_jax.data.shapes_captions import single_caption
+from multimodal_jax.data.shapes_render import COLORS
+from multimodal_jax.data.shapes_render import POSITIONS
+from multimodal_jax.data.shapes_render import RELATIONS
+from multimodal_jax.data.shapes_render import SHAPES
+from multimodal_jax.data.shapes_render import SIZES
 
 __all__ = [
     "SHAPES", "COLORS", "SIZES", "POSITIONS", "RELATIONS", "CLASS_NAMES", "ZEROSHOT_TEMPLATES",
@@ -59,7 +68,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
 
 
 def _choose(rng: np.random.Generator, options):
-    """One of `options`, uniformly."""
+    """One of ``options``, uniformly."""
     return options[int(rng.integers(len(options)))]
 
 
@@ -94,7 +103,7 @@ def _render(rng: np.random.Generator, scene: Dict, size: int, textured: bool) ->
 
 
 def generate_example(config: ShapesConfig, split: str, index: int) -> Dict:
-    """Example `index` of `split` as a dict of numpy/str features (image uint8 array)."""
+    """Example ``index`` of ``split`` as a dict of numpy/str features (image uint8 array)."""
     rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
     scene = _sample_scene(rng, split)
     image = _render(rng, scene, config.image_size, config.textured)
@@ -122,7 +131,7 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _already_registered(name: str) -> bool:
-    """True if a builder `name` exists (e.g. this module imported twice or reloaded)."""
+    """True if a builder ``name`` exists (e.g. this module imported twice or reloaded)."""
     # TFDS registers by class name and raises on a second registration.
     return name in getattr(tfds.core.registered, "_DATASET_REGISTRY", {})
 
@@ -147,12 +156,15 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder,
     @tfds.core.utils.classproperty
     @classmethod
     def code_path(cls) -> tfds.core.Path:
-        """This file. TFDS's own lookup needs the `importlib_resources` package."""
+        """This file. TFDS's own lookup needs the ``importlib_resources`` package."""
         return tfds.core.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.image_size
-        index = lambda: tfds.features.Scalar(np.int32, doc="object 2; -1 if there is none")
+
+        def index():
+            return tfds.features.Scalar(np.int32, doc="object 2; -1 if there is none")
+
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
@@ -188,7 +200,7 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder,
 
 def prepare_shapes(config_name: str = "32px",
                    data_dir: Optional[str] = None) -> CaptionedShapes:
-    """Returns the `captioned_shapes/<config_name>` builder, generating it first if needed."""
+    """Returns the ``captioned_shapes/<config_name>`` builder, generating it first if needed."""
     names = [c.name for c in CaptionedShapes.BUILDER_CONFIGS]
     if config_name not in names:
         raise ValueError(f"Unknown captioned_shapes config {config_name!r}; "

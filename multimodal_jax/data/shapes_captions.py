@@ -8,11 +8,15 @@ CLASS_NAMES and ZEROSHOT_TEMPLATES are in distribution.
 """
 
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict
+from typing import List
+from typing import Sequence
+from typing import Tuple
 
 import numpy as np
 
-from multimodal_jax.data.shapes_render import COLORS, SHAPES
+from multimodal_jax.data.shapes_render import COLORS
+from multimodal_jax.data.shapes_render import SHAPES
 
 # Canonical word first; the others are synonyms.
 SHAPE_WORDS: Dict[str, Tuple[str, ...]] = {
@@ -120,7 +124,7 @@ def class_label(shape: str, color: str) -> int:
 
 
 def _choose(rng: np.random.Generator, options: Sequence[str]) -> str:
-    """One of `options`, uniformly."""
+    """One of ``options``, uniformly."""
     return options[int(rng.integers(len(options)))]
 
 

@@ -5,7 +5,10 @@ so one image is a handful of vectorised array ops; coverage = clip(0.5 - distanc
 gives one-pixel anti-aliasing. Sizes and placements scale with the image size.
 """
 
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable
+from typing import Dict
+from typing import Sequence
+from typing import Tuple
 
 import numpy as np
 
@@ -106,14 +109,14 @@ SHAPE_SDF: Dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
 
 
 def shape_sdf(shape: str, x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
-    """Signed distance (pixels, negative inside) of `shape` centred at 0, image y down."""
+    """Signed distance (pixels, negative inside) of ``shape`` centred at 0, image y down."""
     if shape not in SHAPE_SDF:
         raise ValueError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
     return SHAPE_SDF[shape](x, y, radius)
 
 
 def object_rgb(rng: np.random.Generator, color: str) -> np.ndarray:
-    """The base RGB of `color` with a small per-channel jitter (float32 in [0, 255])."""
+    """The base RGB of ``color`` with a small per-channel jitter (float32 in [0, 255])."""
     base = np.asarray(COLOR_RGB[color], np.float32)
     jitter = rng.uniform(-_COLOR_JITTER, _COLOR_JITTER, size=3).astype(np.float32)
     return np.clip(base + jitter, 0, 255)
@@ -147,7 +150,7 @@ def draw_object(
     angle: float = 0.0,
     antialias: bool = True,
 ) -> np.ndarray:
-    """Returns `canvas` (float32 [S,S,3]) with one shape alpha-composited on top.
+    """Returns ``canvas`` (float32 [S,S,3]) with one shape alpha-composited on top.
 
     center is (x, y) in pixels, radius the centre-to-extent distance in pixels and angle a
     rotation in radians.
@@ -171,7 +174,7 @@ def to_uint8(canvas: np.ndarray) -> np.ndarray:
 def single_center(
     rng: np.random.Generator, size: int, radius: float, position: str
 ) -> Tuple[float, float]:
-    """Centre (x, y) in pixels of a lone object at `position`, jittered, inside the image."""
+    """Centre (x, y) in pixels of a lone object at ``position``, jittered, inside the image."""
     reach = max(size / 2 - radius - _MARGIN * size, 0.0)  # largest offset from the middle
     along = rng.uniform(0.75, 1.0) * reach
     across = rng.uniform(-0.25, 0.25) * reach

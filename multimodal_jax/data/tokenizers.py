@@ -1,13 +1,17 @@
 """Tokenizers: text -> fixed-length int32 ids laid out as [bos] ids... eos pad...
 
-Same layout in numpy (`encode`) and inside tf.data (`tf_encode`); truncation keeps eos
+Same layout in numpy (``encode``) and inside tf.data (``tf_encode``); truncation keeps eos
 as the last token, so a text model can always pool at eos. Byte-level (no files) and
-SentencePiece (a .model file; `train_sentencepiece` makes one offline, deterministically).
+SentencePiece (a .model file; ``train_sentencepiece`` makes one offline, deterministically).
 """
 
 import io
 import os
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any
+from typing import List
+from typing import Optional
+from typing import Sequence
+from typing import Union
 
 import numpy as np
 import sentencepiece as spm
@@ -45,7 +49,7 @@ def layout(ids: Sequence[int], max_len: int, pad_id: int, eos_id: int,
 
 def tf_layout(ids: tf.Tensor, max_len: int, pad_id: int, eos_id: int,
               bos_id: Optional[int] = None) -> tf.Tensor:
-    """`layout` in TF ops, for tf.data: int32 ids [n] -> int32 [max_len] (static shape)."""
+    """``layout`` in TF ops, for tf.data: int32 ids [n] -> int32 [max_len] (static shape)."""
     head = [] if bos_id is None else [tf.constant([bos_id], tf.int32)]
     body = tf.cast(ids, tf.int32)[: max_len - len(head) - 1]
     row = tf.concat(head + [body, tf.constant([eos_id], tf.int32)], axis=0)
@@ -87,7 +91,7 @@ class Tokenizer:
         return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
 
     def tf_encode(self, text: tf.Tensor, max_len: Optional[int] = None) -> tf.Tensor:
-        """int32 [max_len] for a tf.string scalar; usable inside tf.data `.map`."""
+        """int32 [max_len] for a tf.string scalar; usable inside tf.data ``.map``."""
         max_len = _check_max_len(self.max_len if max_len is None else max_len, self._min_len())
         ids = self._tf_ids(tf.convert_to_tensor(text, tf.string))
         return tf_layout(ids, max_len, self.pad_id, self.eos_id, self.bos_id)
@@ -184,12 +188,12 @@ class SentencePieceTokenizer(Tokenizer):
 def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
                         model_type: str = "bpe",
                         max_len: Optional[int] = None) -> SentencePieceTokenizer:
-    """Trains a SentencePiece model on `texts` offline and writes it to `model_path`.
+    """Trains a SentencePiece model on ``texts`` offline and writes it to ``model_path``.
 
     Deterministic (one thread, input order kept): same texts -> same file. Ids: pad 0,
     bos 1, eos 2, unk 3. BPE by default: on a small caption vocabulary unigram prunes to
     sub-word fragments. vocab_size is an upper bound: a small corpus may give fewer pieces
-    (read `.vocab_size` of the returned tokenizer).
+    (read ``.vocab_size`` of the returned tokenizer).
     """
     texts = [_as_str(t) for t in texts]
     if not texts:
@@ -220,9 +224,9 @@ def _field(config: Any, name: str, default: Any = None) -> Any:
 
 
 def get_tokenizer(config: Any) -> Tokenizer:
-    """The tokenizer described by `config.tokenizer`: kind, path, vocab_size, max_len.
+    """The tokenizer described by ``config.tokenizer``: kind, path, vocab_size, max_len.
 
-    kind "bytes" needs no path; kind "sentencepiece" loads `path`. When vocab_size is set
+    kind "bytes" needs no path; kind "sentencepiece" loads ``path``. When vocab_size is set
     it must be at least the tokenizer's vocabulary (it sizes the text model's embedding).
     """
     kind = str(_field(config, "kind", "bytes")).lower()

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from multimodal_jax.pretrained import frozen_clip
-from multimodal_jax.pretrained import init_from
 from multimodal_jax.data import datasets
 from multimodal_jax.data import shapes_render
 from multimodal_jax.models import factory
+from multimodal_jax.pretrained import frozen_clip
+from multimodal_jax.pretrained import init_from
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,12 +12,16 @@ Per image (``judge``):
 """
 
 import re
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import numpy as np
 
 from multimodal_jax.data import shapes_captions
-from multimodal_jax.data.shapes_render import COLORS, POSITIONS, SHAPES, SIZES
+from multimodal_jax.data.shapes_render import COLORS
+from multimodal_jax.data.shapes_render import POSITIONS
+from multimodal_jax.data.shapes_render import SHAPES
+from multimodal_jax.data.shapes_render import SIZES
 
 # Columns of the eval labels the captioning evaluation asks the pipeline for (label first).
 LABEL_KEYS = ("label", "label2", "size", "position", "num_objects")

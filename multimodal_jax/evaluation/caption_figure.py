@@ -1,12 +1,15 @@
 """A PNG of images with their generated captions (green when right, red when wrong, black when
 not judged) and the reference caption in grey below, drawn with PIL only."""
 
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
-from multimodal_jax.evaluation.figures import default_font, wrap_text
+from multimodal_jax.evaluation.figures import default_font
+from multimodal_jax.evaluation.figures import wrap_text
 
 _WHITE, _BLACK, _GREY = (255, 255, 255), (20, 20, 20), (120, 120, 120)
 _GREEN, _RED, _LIGHT = (0, 128, 40), (200, 25, 25), (215, 215, 215)

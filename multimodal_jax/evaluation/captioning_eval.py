@@ -9,7 +9,8 @@ Metrics are keyed ``caption/{split}/...``: ``attr_acc_all``, ``attr_acc_shape_co
 
 import functools
 import re
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
-from multimodal_jax.models import decoding
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import base
@@ -28,6 +28,7 @@ from multimodal_jax.evaluation import caption_metrics
 from multimodal_jax.evaluation import contrastive_eval
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
+from multimodal_jax.models import decoding
 
 ATTRIBUTES = ("builtin", "none")
 DECODING_FIELDS = ("method", "beam_size", "length_penalty", "temperature", "top_k", "use_cache")
@@ -181,7 +182,8 @@ class Evaluator(base.Evaluator):
         images = figures.to_uint8(result["image"], *datasets.normalisation(self.config.data))
         dec = self.config.decoding
         references = self.tokenizer.decode(result["tokens"])
-        caption_figure.write(images, generated, references, path, correct, title=f"{split}: generated captions ({dec.method} decoding)")
+        caption_figure.write(images, generated, references, path, correct,
+                             title=f"{split}: generated captions ({dec.method} decoding)")
 
     def evaluate(self, params, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
         """Every split of ``evaluation.splits`` and ``evaluation.zeroshot_splits``; the picture."""

@@ -1,7 +1,8 @@
 """Evaluates a classifier: top-1 / top-5 accuracy and loss on each configured split, a
 confusion picture, and optionally a linear probe on its frozen features."""
 
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import jax
 import ml_collections

@@ -1,7 +1,8 @@
 """Runs a jitted function over a finite evaluation stream on the mesh and gathers the
 results on every host: the one place where evaluation touches devices."""
 
-from typing import Callable, Iterable
+from typing import Callable
+from typing import Iterable
 
 import jax
 import numpy as np

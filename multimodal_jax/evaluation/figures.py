@@ -4,10 +4,15 @@ They are meant to be looked at next to the numbers: which captions an image retr
 which classes the model mixes up. Text uses PIL's default font (scalable in Pillow >= 10.1).
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List
+from typing import Optional
+from typing import Sequence
+from typing import Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
 
 _WHITE, _BLACK = (255, 255, 255), (20, 20, 20)
 _GREY, _LIGHT = (110, 110, 110), (215, 215, 215)
@@ -19,7 +24,7 @@ _EMPTY_ROW = (236, 236, 236)
 
 
 def default_font(size: int):
-    """PIL's default font at `size` px (a fixed small bitmap font on Pillow < 10.1)."""
+    """PIL's default font at ``size`` px (a fixed small bitmap font on Pillow < 10.1)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:
@@ -41,8 +46,8 @@ def _split_word(word: str, font, width: float) -> List[str]:
 
 
 def wrap_text(text: str, font, width: float, max_lines: Optional[int] = None) -> List[str]:
-    """Greedy word wrap to `width` pixels; a word longer than a line is split by characters.
-    With `max_lines`, the lines after it are dropped and the last kept one ends in an ellipsis."""
+    """Greedy word wrap to ``width`` pixels; a word longer than a line is split by characters.
+    With ``max_lines``, the lines after it are dropped and the last kept one ends in an ellipsis."""
     lines, line = [], ""
     for word in (p for w in text.split() for p in _split_word(w, font, width)):
         candidate = f"{line} {word}" if line else word
@@ -179,7 +184,7 @@ def _colour(values: np.ndarray) -> np.ndarray:
 
 
 def _rotated_text(text: str, font, fill) -> Image.Image:
-    """An RGBA image of `text` rotated 90 degrees counter-clockwise (reads bottom to top)."""
+    """An RGBA image of ``text`` rotated 90 degrees counter-clockwise (reads bottom to top)."""
     left, top, right, bottom = font.getbbox(text)
     tile = Image.new("RGBA", (int(right) + 2, int(bottom) + 2), (0, 0, 0, 0))
     ImageDraw.Draw(tile).text((1, 1), text, fill=fill, font=font)
@@ -191,9 +196,9 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
                          cell: Optional[int] = None) -> str:
     """Save a row-normalised confusion heat map (rows = true class, columns = predicted) as PNG.
 
-    Colour = fraction of the row, shown with exponent `gamma` (0.5: small confusions stay
+    Colour = fraction of the row, shown with exponent ``gamma`` (0.5: small confusions stay
     visible; the colour bar is labelled in true fractions). Counts are printed in the cells
-    when they are big enough; `group_size` draws separators every that many classes (8 for
+    when they are big enough; ``group_size`` draws separators every that many classes (8 for
     the shapes dataset, whose labels are shape-major). Returns path.
     """
     matrix = np.asarray(matrix, np.float64)

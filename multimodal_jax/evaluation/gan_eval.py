@@ -10,7 +10,8 @@ images (the ceiling), ``gan/untrained/...`` those of the untrained generator (th
 A PNG grid of samples with their captions goes to ``picture_path``.
 """
 
-from typing import Callable, Optional
+from typing import Callable
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +19,6 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from multimodal_jax.pretrained import frozen_clip
-from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
 from multimodal_jax.evaluation import attributes
@@ -28,6 +27,8 @@ from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import generative
 from multimodal_jax.evaluation import sample_grid
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.pretrained import frozen_clip
 
 
 class Evaluator(base.Evaluator):

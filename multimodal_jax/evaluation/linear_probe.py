@@ -10,7 +10,8 @@ Features are standardised with train statistics first.
 import functools
 import itertools
 import math
-from typing import Callable, Sequence
+from typing import Callable
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,6 @@
 """Image <-> text retrieval recall@k, computed on device a chunk of queries at a time.
 
-Texts map to images through `image_index` (text t describes image image_index[t]); aligned
+Texts map to images through ``image_index`` (text t describes image image_index[t]); aligned
 pairs are image_index = arange(N), COCO is 5 (or more) captions per image. Scores are dot
 products at float32 HIGHEST precision, so pass L2-normalised embeddings for cosine scores.
 Only a [chunk_size, N_other] block of scores exists at any time (a jax.lax.map over chunks),
@@ -10,12 +10,15 @@ Ranks, 0 = best, with ties counted against the query (they never inflate recall)
   i2t: number of non-matching texts scoring >= the image's best-scoring matching caption;
        a hit at k iff rank < k (some caption of the image is in the top k).
   t2i: number of non-matching images scoring >= the text's best matching image (its own
-       image, or with `text_ids` any image whose caption is identical); hit iff rank < k.
+       image, or with ``text_ids`` any image whose caption is identical); hit iff rank < k.
 A NaN score also counts against the query, so broken embeddings read as recall 0, not 1.
 """
 
 import functools
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict
+from typing import Optional
+from typing import Sequence
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp

@@ -3,9 +3,11 @@
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
-from multimodal_jax.evaluation.figures import default_font, wrap_text
+from multimodal_jax.evaluation.figures import default_font
+from multimodal_jax.evaluation.figures import wrap_text
 
 _WHITE, _BLACK = (255, 255, 255), (30, 30, 30)
 

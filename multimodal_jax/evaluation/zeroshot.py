@@ -8,12 +8,14 @@ depend on the backend's default (possibly bfloat16) matmul precision.
 Tie rule (shared with retrieval.py): an example's rank is the number of *other* classes whose
 score is >= the true class's score, and it counts for top-k iff rank < k. Ties therefore never
 raise accuracy (constant embeddings give top1 = 0, not 1); a NaN score counts against, too.
-`zeroshot_confusion` predicts by argmax (first index on ties), so its diagonal can exceed
+``zeroshot_confusion`` predicts by argmax (first index on ties), so its diagonal can exceed
 the top-1 count when scores tie exactly.
 """
 
 import functools
-from typing import Callable, Dict, Sequence
+from typing import Callable
+from typing import Dict
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +47,7 @@ def _prompts(class_names: Sequence[str], templates: Sequence[str]) -> list:
 
 def encode_in_chunks(encode: Callable, tokens: np.ndarray, batch_size: int) -> np.ndarray:
     """encode(tokens) over fixed-size chunks of rows; the last chunk is padded by repeating its
-    first row (so every call sees exactly `batch_size` rows) and the padding is dropped."""
+    first row (so every call sees exactly ``batch_size`` rows) and the padding is dropped."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     tokens = np.asarray(tokens)
@@ -69,7 +71,7 @@ def class_embeddings(encode_text: Callable, tokenize: Callable, class_names: Seq
     """Prompt-ensembled class embeddings, float32 [C, D], unit L2 norm per row.
 
     tokenize(list[str]) -> int32 [N, L]; encode_text(int32 [batch_size, L]) -> [batch_size, D].
-    Prompts are encoded `batch_size` at a time, the last chunk padded to the full size.
+    Prompts are encoded ``batch_size`` at a time, the last chunk padded to the full size.
     """
     prompts = _prompts(class_names, templates)
     tokens = np.asarray(tokenize(prompts))

@@ -15,7 +15,8 @@ Two ways to run it, same parameters:
   decodes and a whole prefix per call scores.
 """
 
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import flax.linen as nn
 import jax

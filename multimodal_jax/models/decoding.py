@@ -15,7 +15,9 @@ params, images, tokenizer)`` returns the strings.
 """
 
 import functools
-from typing import Any, Callable, Optional
+from typing import Any
+from typing import Callable
+from typing import Optional
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,8 @@ vectors live in the ``batch_stats`` collection.
 """
 
 import math
-from typing import Any, Sequence
+from typing import Any
+from typing import Sequence
 
 import flax.linen as nn
 import jax

@@ -5,7 +5,9 @@ LayerNorm epsilon and the compute dtype as explicit fields, so that published CL
 weights (quick_gelu or exact GELU, eps 1e-5 or 1e-12) load with exact parity.
 """
 
-from typing import Any, Callable, Optional
+from typing import Any
+from typing import Callable
+from typing import Optional
 
 import flax.linen as nn
 import jax

@@ -6,7 +6,8 @@ tokens ("mean") or multihead attention pooling ("map"). ``apply`` returns a dict
 ``tokens`` (``[B, L, D]``) and ``pooled`` (``[B, D]``).
 """
 
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp

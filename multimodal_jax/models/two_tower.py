@@ -7,7 +7,8 @@ The bias ``b`` exists only with ``logit_bias_init`` set (the sigmoid loss).
 """
 
 import math
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import flax.linen as nn
 import jax

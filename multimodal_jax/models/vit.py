@@ -6,7 +6,8 @@ position embeddings are learned or 2-D sin-cos. ``apply`` returns a dict with ``
 (``[B, N, D]``), ``pooled`` (``[B, D]``) and, with ``num_classes``, ``logits``.
 """
 
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import flax.linen as nn
 import jax.numpy as jnp

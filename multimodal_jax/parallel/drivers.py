@@ -15,16 +15,26 @@ the task's step is unchanged: its collectives, ``as_varying`` and explicit ``psu
 ``"data"`` and keep their meaning, and the batch is split over both axes.
 """
 
-from typing import Any, Callable
+from typing import Any
+from typing import Callable
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from multimodal_jax import fields
 from multimodal_jax.parallel import sharding
-from multimodal_jax.parallel.mesh import (AXIS, FSDP, batch_axes, check_batch_divides, check_fsdp,
-                                          data_mesh, global_replicated, layout, replicated)
+from multimodal_jax.parallel.mesh import AXIS
+from multimodal_jax.parallel.mesh import FSDP
+from multimodal_jax.parallel.mesh import batch_axes
+from multimodal_jax.parallel.mesh import check_batch_divides
+from multimodal_jax.parallel.mesh import check_fsdp
+from multimodal_jax.parallel.mesh import data_mesh
+from multimodal_jax.parallel.mesh import global_replicated
+from multimodal_jax.parallel.mesh import layout
+from multimodal_jax.parallel.mesh import replicated
 
 DRIVERS = ("pmap", "mesh")
 FIELDS = ("driver", "fsdp", "rules", "logical_axes", "peak_tflops")  # of config.parallel

@@ -14,7 +14,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower

@@ -17,11 +17,16 @@ state: the ``"data"`` axis carries the batch (see ``parallel.py``).
 """
 
 import re
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
+from typing import Mapping
+from typing import Optional
+from typing import Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 FSDP = "fsdp"
 STATE_AXES = (FSDP,)  # mesh axes that may split the state

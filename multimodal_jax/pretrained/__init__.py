@@ -8,9 +8,11 @@ Only safetensors / npz files are read (no pickle).
 import os
 
 from multimodal_jax.pretrained.hf_clip import load_hf_clip
-from multimodal_jax.pretrained.hf_vit import ViTWithPooler, load_hf_vit
+from multimodal_jax.pretrained.hf_vit import ViTWithPooler
+from multimodal_jax.pretrained.hf_vit import load_hf_vit
 from multimodal_jax.pretrained.openai_clip import load_openai_clip
-from multimodal_jax.pretrained.weights_files import read_checkpoint, read_json
+from multimodal_jax.pretrained.weights_files import read_checkpoint
+from multimodal_jax.pretrained.weights_files import read_json
 
 __all__ = ["load_hf_clip", "load_hf_vit", "load_openai_clip", "load_pretrained",
            "read_checkpoint", "ViTWithPooler"]

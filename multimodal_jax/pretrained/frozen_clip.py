@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from multimodal_jax.pretrained import hf_clip
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.pretrained import weights_files
 from multimodal_jax.data import datasets
 from multimodal_jax.data import vocab
 from multimodal_jax.models import factory
 from multimodal_jax.models.two_tower import TwoTower
+from multimodal_jax.pretrained import hf_clip
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.pretrained import weights_files
 
 KINDS = ("workdir", "hf_clip")
 

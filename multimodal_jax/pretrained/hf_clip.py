@@ -11,11 +11,11 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from multimodal_jax.pretrained import tree_mapping as tm
-from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT
+from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 
 # Defaults of transformers' CLIP configs (older versions write only non-default values).
 TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048,

@@ -13,10 +13,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from multimodal_jax.pretrained import tree_mapping as tm
-from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models import layers
 from multimodal_jax.models.vit import ViT
+from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 
 # Defaults of transformers' ViTConfig (older versions write only non-default values).
 VIT_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,

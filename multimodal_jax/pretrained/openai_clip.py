@@ -12,11 +12,11 @@ import re
 
 import jax.numpy as jnp
 
-from multimodal_jax.pretrained import tree_mapping as tm
-from multimodal_jax.pretrained import weights_files
 from multimodal_jax.models.text import TextTransformer
 from multimodal_jax.models.two_tower import TwoTower
 from multimodal_jax.models.vit import ViT
+from multimodal_jax.pretrained import tree_mapping as tm
+from multimodal_jax.pretrained import weights_files
 
 # Scalars OpenAI's JIT archives carry, and buffers some exports keep; none are parameters.
 IGNORED_KEYS = (r"^(input_resolution|context_length|vocab_size)$", r"(^|\.)attn_mask$")

@@ -8,7 +8,11 @@ Files are read by ``weights_files.py`` (safetensors and ``.npz`` only, never pic
 """
 
 import re
-from typing import Callable, Iterable, NamedTuple, Optional, Sequence
+from typing import Callable
+from typing import Iterable
+from typing import NamedTuple
+from typing import Optional
+from typing import Sequence
 
 import jax
 import numpy as np

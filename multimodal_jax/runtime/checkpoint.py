@@ -16,7 +16,8 @@ in the way of a new save at that step) and the previous one is used.
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import jax
 import jax.numpy as jnp

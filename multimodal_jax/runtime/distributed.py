@@ -10,7 +10,8 @@ import glob
 import importlib.util
 import logging
 import os
-from typing import Mapping, Optional
+from typing import Mapping
+from typing import Optional
 
 import jax
 

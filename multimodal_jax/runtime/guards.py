@@ -18,7 +18,9 @@ metrics and the new state covers the loss and the gradients without seeing the g
 """
 
 import logging
-from typing import Any, Callable, NamedTuple
+from typing import Any
+from typing import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

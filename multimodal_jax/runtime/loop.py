@@ -24,18 +24,18 @@ import jax
 import ml_collections
 import tqdm
 
-from multimodal_jax.runtime import checkpoint
-from multimodal_jax.runtime import config_checks
-from multimodal_jax.parallel import flops
-from multimodal_jax.runtime import guards
-from multimodal_jax.runtime import metrics_writer
-from multimodal_jax.parallel import drivers
-from multimodal_jax.parallel import mesh as mesh_lib
-from multimodal_jax.runtime import preemption
-from multimodal_jax.runtime import prerequisites
 from multimodal_jax import tasks
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import device_input
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import flops
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import config_checks
+from multimodal_jax.runtime import guards
+from multimodal_jax.runtime import metrics_writer
+from multimodal_jax.runtime import preemption
+from multimodal_jax.runtime import prerequisites
 
 log = logging.getLogger(__name__)
 SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far

@@ -5,7 +5,8 @@ Only process 0 writes; the others get a writer that does nothing, so callers nee
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
+from typing import Mapping
 
 import jax
 import numpy as np

@@ -23,7 +23,8 @@ model in ``frozen``.
 
 import dataclasses
 import functools
-from typing import Any, Optional
+from typing import Any
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -31,14 +32,15 @@ import ml_collections
 import optax
 from flax import struct
 
+from multimodal_jax.data import datasets
+from multimodal_jax.data import diffaugment
+from multimodal_jax.models import factory
+from multimodal_jax.models import gan
+from multimodal_jax.parallel.mesh import AXIS
+from multimodal_jax.parallel.mesh import as_varying
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.tasks import base
-from multimodal_jax.data import diffaugment
-from multimodal_jax.data import datasets
-from multimodal_jax.models import factory
-from multimodal_jax.models import gan
-from multimodal_jax.parallel.mesh import AXIS, as_varying
 
 CONDITIONS = ("text", "class")
 

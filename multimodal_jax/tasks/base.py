@@ -11,7 +11,11 @@ knows nothing else about it.
 """
 
 import abc
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import Any
+from typing import Callable
+from typing import ClassVar
+from typing import Iterator
+from typing import Optional
 
 import ml_collections
 import numpy as np

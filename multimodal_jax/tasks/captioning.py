@@ -25,16 +25,17 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from multimodal_jax.models import decoding
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.tasks import base
-from multimodal_jax.tasks import optim
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import captioning_eval
 from multimodal_jax.models import captioner
 from multimodal_jax.models import decoder as decoder_lib
+from multimodal_jax.models import decoding
 from multimodal_jax.models import factory
-from multimodal_jax.parallel.mesh import AXIS, as_varying
+from multimodal_jax.parallel.mesh import AXIS
+from multimodal_jax.parallel.mesh import as_varying
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import base
+from multimodal_jax.tasks import optim
 
 LOCKED_IMAGE_PARAMS = (("image_tower",),)  # what lock_image_tower freezes
 

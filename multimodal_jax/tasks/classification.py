@@ -18,13 +18,14 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.parallel import flops
-from multimodal_jax.tasks import base
-from multimodal_jax.tasks import optim
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.models import factory
-from multimodal_jax.parallel.mesh import AXIS, as_varying
+from multimodal_jax.parallel import flops
+from multimodal_jax.parallel.mesh import AXIS
+from multimodal_jax.parallel.mesh import as_varying
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import base
+from multimodal_jax.tasks import optim
 
 LOSSES = ("softmax", "sigmoid")
 MIXES = ("none", "mixup", "cutmix", "both")
@@ -119,7 +120,7 @@ def mix_pairs(images, targets, rng, kind: str, alpha: float):
     keys = jax.vmap(lambda p: jax.random.split(jax.random.fold_in(rng, p), 3))(pair)
     lam = jax.vmap(lambda k: jax.random.beta(k, alpha, alpha))(keys[:, 0])
     height, width = images.shape[1:3]
-    box, area = jax.vmap(lambda k, l: _box_mask(k, l, height, width))(keys[:, 1], lam)
+    box, area = jax.vmap(lambda k, pair_lam: _box_mask(k, pair_lam, height, width))(keys[:, 1], lam)
     use_cut = {"mixup": jnp.zeros(local, bool), "cutmix": jnp.ones(local, bool),
                "both": jax.vmap(lambda k: jax.random.bernoulli(k))(keys[:, 2])}[kind]
     own = jnp.where(use_cut, 1 - area, lam)  # share of each example's own target

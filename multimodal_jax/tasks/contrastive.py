@@ -15,16 +15,17 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from multimodal_jax.parallel import accumulate
-from multimodal_jax.pretrained import init_from
-from multimodal_jax.tasks import contrastive_losses
-from multimodal_jax.parallel import flops
-from multimodal_jax.tasks import base
-from multimodal_jax.tasks import optim
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import contrastive_eval
 from multimodal_jax.models import factory
-from multimodal_jax.parallel.mesh import AXIS, as_varying
+from multimodal_jax.parallel import accumulate
+from multimodal_jax.parallel import flops
+from multimodal_jax.parallel.mesh import AXIS
+from multimodal_jax.parallel.mesh import as_varying
+from multimodal_jax.pretrained import init_from
+from multimodal_jax.tasks import base
+from multimodal_jax.tasks import contrastive_losses
+from multimodal_jax.tasks import optim
 
 LOSSES = ("softmax", "sigmoid")
 INIT_TOWERS = ("image", "all")  # what config.init_from initialises
