@@ -1,10 +1,10 @@
-# The two front-door commands (see README.md); each sets up .venv on first use.
+# The front-door commands (see README.md); each sets up .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/clip_shapes
 
-.PHONY: train test evaluate setup
+.PHONY: train test test-fast lint evaluate setup
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,9 @@ evaluate: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+test-fast: setup  # the inner loop: everything but the end-to-end runs marked slow
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(PY) -m ruff check .

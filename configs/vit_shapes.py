@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 300
     config.checkpoint_every_steps = 300
     config.keep_checkpoints = 2
-    config.init_from = ""  # "workdir:DIR", "hf_clip:DIR", ... (see multimodal_jax/init_from.py)
+    config.init_from = ""  # "workdir:DIR", "hf_clip:DIR", ... (see multimodal_jax/pretrained/init_from.py)
     config.freeze_tower = False  # train only the fresh head
 
     config.data = ml_collections.ConfigDict(dict(

@@ -1,13 +1,19 @@
-"""Test setup: 8 CPU devices for pmap / mesh tests, quiet TensorFlow, no GPU for tf.data."""
+"""Test setup: 8 CPU devices for pmap / mesh tests, quiet TensorFlow, no GPU for tf.data, and
+one persistent XLA compilation cache for the whole suite and the processes it starts (the
+same small programs are compiled by many tests; ``MMJAX_TEST_CACHE`` moves it)."""
 
 import os
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
+    "MMJAX_TEST_CACHE", os.path.join(ROOT, ".pytest_cache", "jax_compilation_cache")))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-import pytest
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

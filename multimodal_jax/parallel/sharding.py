@@ -13,7 +13,7 @@ and its moments. The first rule whose regex ``re.search``-es the path decides:
                    that ``logical_axes`` maps to a mesh axis (or ``None``), MaxText style.
 
 Leaves no rule matches, and scalars, are replicated. Only the ``"fsdp"`` axis may split the
-state: the ``"data"`` axis carries the batch (see ``parallel.py``).
+state: the ``"data"`` axis carries the batch (see ``parallel/drivers.py``).
 """
 
 import re

@@ -1,8 +1,11 @@
-"""Import published weights: Hugging Face CLIP / ViT, OpenAI and open_clip CLIP state dicts.
+"""Pretrained models: published weights imported with exact parity (Hugging Face CLIP / ViT,
+OpenAI and open_clip CLIP state dicts: ``hf_clip.py``, ``hf_vit.py``, ``openai_clip.py`` on
+``tree_mapping.py``), towers of our own runs or published ones for fine-tuning and LiT
+(``init_from.py``), and frozen contrastive models that other tasks read (``frozen_clip.py``).
 
 Each loader returns ``(model, variables)`` with ``model`` a multimodal_jax Flax module
 configured to match the checkpoint and ``variables = {"params": ...}`` in float32.
-Only safetensors / npz files are read (no pickle).
+Only safetensors / npz files are read, never pickle (``weights_files.py``).
 """
 
 import os

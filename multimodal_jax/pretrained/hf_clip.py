@@ -40,7 +40,7 @@ def load_hf_clip(path: str, dtype=jnp.float32):
     config = weights_files.read_json(os.path.join(path, "config.json"))
     if config.get("model_type", "clip") != "clip":
         raise ValueError(f"{path!r} holds a {config.get('model_type')!r} model, not 'clip'. "
-                         "For ViT checkpoints use multimodal_jax.convert.load_hf_vit.")
+                         "For ViT checkpoints use multimodal_jax.pretrained.load_hf_vit.")
     text, vision, top = clip_configs(config)
     checkpoint = weights_files.read_checkpoint(path)
     if "logit_scale" in checkpoint:  # the learned value, not the config's initial one

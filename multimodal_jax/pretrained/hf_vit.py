@@ -57,7 +57,7 @@ def load_hf_vit(path: str, with_pooler: bool = True, dtype=jnp.float32):
     config = {**VIT_DEFAULTS, **weights_files.read_json(os.path.join(path, "config.json"))}
     if config.get("model_type", "vit") != "vit":
         raise ValueError(f"{path!r} holds a {config.get('model_type')!r} model, not 'vit'. "
-                         "For CLIP checkpoints use multimodal_jax.convert.load_hf_clip.")
+                         "For CLIP checkpoints use multimodal_jax.pretrained.load_hf_clip.")
     checkpoint = tm.strip_prefix(weights_files.read_checkpoint(path), "vit.")
     num_classes = _num_classes(checkpoint)
     has_pooler = "pooler.dense.weight" in checkpoint

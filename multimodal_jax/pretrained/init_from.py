@@ -2,7 +2,7 @@
 
 Kinds: ``workdir:DIR`` (the newest checkpoint of one of our runs: a contrastive run's
 ``image_tower``, or a classification run's ViT without its head; a bare path means this),
-``hf_clip:DIR`` / ``openai_clip:FILE`` (published CLIP weights, ``multimodal_jax.convert``) and
+``hf_clip:DIR`` / ``openai_clip:FILE`` (published CLIP weights, ``multimodal_jax.pretrained``) and
 ``hf_vit:DIR`` (a Hugging Face ViT). The tower's parameters replace the fresh ones of the same
 names; the model config must describe the same architecture (a clear error says which
 parameter disagrees). Learned position embeddings are resized when the image size differs.

@@ -212,7 +212,7 @@ def build_params(rules: Sequence[Rule], checkpoint: dict[str, np.ndarray],
     for rule in rules:
         if rule.target not in shapes:
             raise AssertionError(f"Conversion rule names model parameter {rule.target!r}, which "
-                                 "the model does not have (a bug in multimodal_jax.convert).")
+                                 "the model does not have (a bug in multimodal_jax.pretrained).")
         expected = shapes[rule.target]
         if rule.source is None:
             flat[rule.target] = np.zeros(expected, np.float32)
@@ -231,7 +231,7 @@ def build_params(rules: Sequence[Rule], checkpoint: dict[str, np.ndarray],
     unmapped = sorted(set(shapes) - {rule.target for rule in rules})
     if unmapped:
         raise AssertionError(f"Model parameters {unmapped} have no conversion rule (a bug in "
-                             "multimodal_jax.convert, or a model field it does not support).")
+                             "multimodal_jax.pretrained, or a model field it does not support).")
     if problems:
         raise ValueError(_problem_message(problems, what))
     return unflatten(flat)

@@ -7,7 +7,7 @@ state per network (``opt_g``, ``opt_d``) and, for text conditioning, the frozen 
 model in ``frozen``.
 
 ``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
-``"data"`` axis (``parallel.py``):
+``"data"`` axis (``parallel/drivers.py``):
 
 1. keys ``fold_in(fold_in(rng, step), axis_index)``: noise and augmentation differ per device;
 2. one power iteration of spectral norm on the replicated D params: the same statistics on

@@ -10,7 +10,7 @@ for both objectives; in parallel-prediction rows the pad positions are still mas
 the others attend to, so there the loss depends on ``tokenizer.max_len``, as in CapPa.)
 
 ``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
-``"data"`` axis (``parallel.py``): the loss is the mean over the *global* batch's target
+``"data"`` axis (``parallel/drivers.py``): the loss is the mean over the *global* batch's target
 tokens (the token count is summed over devices), gradients are summed over devices, and the
 parallel-prediction rows are drawn from each example's global index, so pmap, the mesh driver
 and one device on the whole batch give the same numbers.

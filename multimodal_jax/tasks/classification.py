@@ -1,7 +1,7 @@
 """Supervised image classification with a ViT: state creation, the pure train and eval steps.
 
 ``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
-``"data"`` axis (see ``parallel.py``): the loss is this device's share of the global-batch
+``"data"`` axis (see ``parallel/drivers.py``): the loss is this device's share of the global-batch
 mean and gradients are summed over devices, so pmap, the mesh driver and one device on the
 whole batch give the same numbers. Mixup / CutMix pair example ``2k`` with ``2k + 1`` and draw
 their mixing from the pair's *global* index, so they too are independent of the device count.
@@ -41,7 +41,7 @@ def build_model(config: ml_collections.ConfigDict):
 
 
 def make_optimizer(config: ml_collections.ConfigDict, params) -> optax.GradientTransformation:
-    """AdamW (``optim.py``), with layer-wise lr decay (``optim.layer_decay < 1``) and, with
+    """AdamW (``tasks/optim.py``), with layer-wise lr decay (``optim.layer_decay < 1``) and, with
     ``freeze_tower``, everything but the fresh ``head`` frozen."""
     tx = optim.make_optimizer(config.optim, config.total_steps)
     decay = config.optim.get("layer_decay", 1.0)

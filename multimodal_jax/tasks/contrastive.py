@@ -1,7 +1,7 @@
 """The contrastive task (CLIP / SigLIP): state creation and the pure train step.
 
 ``train_step(state, batch, rng)`` runs on one device's slice of the global batch under the
-``"data"`` axis (see ``parallel.py``); the loss sees the whole global batch through an
+``"data"`` axis (see ``parallel/drivers.py``); the loss sees the whole global batch through an
 all-gather of the embeddings, and gradients are summed over devices, so every driver and
 device count gives the numbers of one device on the full batch.
 """
