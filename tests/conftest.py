@@ -1,12 +1,17 @@
 """Test setup: 8 CPU devices for pmap / mesh tests, quiet TensorFlow, no GPU for tf.data, and
-one persistent XLA compilation cache for the whole suite and the processes it starts (the
-same small programs are compiled by many tests; ``MMJAX_TEST_CACHE`` moves it)."""
+compilation made cheap for the whole suite and the processes it starts (``tests/env.py``):
+one persistent XLA compilation cache (the same small programs are compiled by many tests;
+``MMJAX_TEST_CACHE`` moves it), and XLA's CPU backend at optimisation level 0. The tests' models
+are tiny: compiling them costs far more than running them, and every comparison a test makes
+is between programs compiled alike (their numbers are checked against references with
+tolerances, or against each other bitwise)."""
 
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+                           " --xla_force_host_platform_device_count=8"
+                           " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(

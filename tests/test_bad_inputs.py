@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from multimodal_jax.runtime import config_checks
+from tests import env as test_env
 from tests import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +154,7 @@ COMMAND_LINES = [
 def test_bad_command_lines_exit_2_with_one_line(tmp_path):
     raising = tmp_path / "raising_config.py"
     raising.write_text("def get_config():\n    steps = 0\n    return 1 / steps\n")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = test_env.with_devices(8)
     processes = []
     for what, extra, expected in COMMAND_LINES:
         extra = [a.replace("CONFIG_THAT_RAISES", str(raising)) for a in extra]

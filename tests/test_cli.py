@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 
+from tests import env as test_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(module, workdir, data_dir):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = test_env.with_devices(8)
     result = subprocess.run(
         [sys.executable, "-m", module, "--config", "configs/clip_shapes_smoke.py",
          "--workdir", workdir, f"--config.data.data_dir={data_dir}"],

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from multimodal_jax.runtime import config_checks
+from tests import env as test_env
 from tests import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,7 @@ def test_wrong_types_and_missing_tokenizer_file():
 
 
 def test_cli_exits_2_with_the_message_and_no_traceback(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env = test_env.with_devices(8)
     result = subprocess.run(
         [sys.executable, "-m", "train", "--config", "configs/clip_shapes.py",
          "--workdir", str(tmp_path), "--config.batch_size=12"],

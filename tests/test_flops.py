@@ -51,7 +51,7 @@ def test_train_count_of_a_task_model_and_the_meter():
     config = tiny.tiny_contrastive_config()
     from multimodal_jax.tasks import contrastive  # noqa: PLC0415
     model = contrastive.build_model(config, tiny.FakeTokenizer)
-    per_example = flops.train_flops_per_example(model, config)
+    per_example = contrastive.train_flops_per_example(config, model)
     size, length = config.data.image_size, config.tokenizer.max_len
     assert per_example == 3 * (flops.two_tower(model, size, length)
                                + flops.contrastive_loss(16, config.batch_size, "softmax"))

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from tests import env as test_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVERS = ("mesh", "pmap")
 STOP_AT = 3
@@ -26,9 +28,8 @@ def _free_port() -> int:
 
 
 def _start(workdir, data_dir, port, process_id, num_processes, devices):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = test_env.with_devices(devices, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+                                TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), workdir, data_dir, str(port), str(process_id),
          str(num_processes)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -107,9 +108,8 @@ def _worker(workdir, data_dir, port, process_id, num_processes):
 
     from multimodal_jax.runtime import loop  # noqa: PLC0415
     print(f"process {jax.process_index()} of {jax.process_count()}", flush=True)
-    # Compiled programs are shared by the runs (the resumed run compiles what the first did).
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "xla_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    # Compiled programs are shared through the suite's cache (tests/conftest.py, inherited):
+    # the resumed run and the second process find what the first compiled.
     for driver in DRIVERS if num_processes > 1 else DRIVERS[:1]:
         config, path = _config(data_dir, driver), os.path.join(workdir, driver)
         if driver == "mesh" and num_processes > 1:

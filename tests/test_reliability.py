@@ -26,6 +26,7 @@ from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import guards
 from multimodal_jax.runtime import loop
 from multimodal_jax.tasks import contrastive
+from tests import env as test_env
 from tests import tiny
 
 
@@ -288,8 +289,8 @@ def test_sigterm_on_one_host_stops_every_host_at_the_same_step(tmp_path, service
         port = s.getsockname()[1]
     script = tmp_path / "host.py"
     script.write_text(HOST)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
-           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    env = test_env.with_devices(1, JAX_PLATFORMS="cpu",
+                                PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     hosts = [subprocess.Popen([sys.executable, str(script), str(i), str(port), str(int(service))],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]

@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 
+from tests import env as test_env
 from tests import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,10 +31,8 @@ def _overrides(data_dir: str) -> dict:
             "log_every_steps": EVERY, "eval_every_steps": 1000, "keep_checkpoints": 2}
 
 
-def _start(workdir: str, data_dir: str, cache: str) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_COMPILATION_CACHE_DIR": cache,  # compile once
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+def _start(workdir: str, data_dir: str) -> subprocess.Popen:
+    env = test_env.with_devices(8, TF_CPP_MIN_LOG_LEVEL="2")  # the suite's compilation cache
     command = [sys.executable, "-m", "train", "--config", "configs/clip_shapes_smoke.py",
                "--workdir", workdir] + [f"--config.{k}={v}" for k, v in _overrides(data_dir).items()]
     log = os.path.join(workdir + ".logs", f"{time.time_ns()}")
@@ -79,9 +78,9 @@ def _save_interval(process: subprocess.Popen, workdir: str) -> float:
     return float(np.median(np.diff(times[1:]))) if len(times) > 3 else 1.0
 
 
-def _finish(workdir: str, data_dir: str, cache: str) -> dict:
+def _finish(workdir: str, data_dir: str) -> dict:
     """Runs the command to the end; its last line of output, as JSON."""
-    process = _start(workdir, data_dir, cache)
+    process = _start(workdir, data_dir)
     code = process.wait(timeout=600)
     out, err = _output(process)
     assert code == 0 and "Traceback" not in err, err[-3000:]
@@ -92,13 +91,13 @@ def test_killed_and_preempted_runs_resume_bitwise_equal(shapes_data_dir, tmp_pat
     seed = int(os.environ.get("RELIABILITY_KILL_SEED", time.time_ns() % 1_000_000))
     print(f"RELIABILITY_KILL_SEED={seed}")
     rng = random.Random(seed)
-    workdir, cache = str(tmp_path / "interrupted"), str(tmp_path / "jax_cache")
+    workdir = str(tmp_path / "interrupted")
     straight = str(tmp_path / "straight")
-    process = _start(straight, shapes_data_dir, cache)  # never interrupted; fills the cache
+    process = _start(straight, shapes_data_dir)  # never interrupted; fills the cache
     interval = _save_interval(process, straight)
     assert process.wait() == 0, _output(process)[1][-3000:]
 
-    process = _start(workdir, shapes_data_dir, cache)  # SIGTERM: a preemption notice
+    process = _start(workdir, shapes_data_dir)  # SIGTERM: a preemption notice
     _wait_for_progress(process, workdir)
     noticed = time.time()
     process.send_signal(signal.SIGTERM)
@@ -110,13 +109,13 @@ def test_killed_and_preempted_runs_resume_bitwise_equal(shapes_data_dir, tmp_pat
     assert result["preempted"] is True and result["step"] == max(_steps(workdir))
 
     for _ in range(KILLS):  # SIGKILL at a random moment within a save interval after progress
-        process = _start(workdir, shapes_data_dir, cache)
+        process = _start(workdir, shapes_data_dir)
         _wait_for_progress(process, workdir)
         time.sleep(rng.uniform(0.0, 1.5 * interval))
         process.kill()
         assert process.wait() == -signal.SIGKILL, "the run ended before its kill"
 
-    assert _finish(workdir, shapes_data_dir, cache)["step"] == TOTAL_STEPS  # the same command
+    assert _finish(workdir, shapes_data_dir)["step"] == TOTAL_STEPS  # the same command
     assert not [n for n in os.listdir(os.path.join(workdir, "checkpoints")) if TMP in n]
     step_a, params_a = runs.final_params(straight)
     step_b, params_b = runs.final_params(workdir)

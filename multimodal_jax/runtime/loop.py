@@ -102,7 +102,7 @@ def _train(config, workdir, stop_at_step, watcher) -> dict:
     task = tasks.get_task(config.task)(config, workdir)
     log.info("Data and tokenizer ready in %.1f s.", time.time() - setup_started)
     mesh = mesh_lib.mesh_from_config(config.parallel)  # "data" (and "fsdp") axes
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    ckpt = checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), config.keep_checkpoints)
     try:
         return _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt)
     finally:
