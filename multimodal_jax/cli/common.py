@@ -7,6 +7,7 @@ met a non-finite value with ``on_nonfinite='stop'`` (its last good state is chec
 1 no restorable checkpoint, or anything unexpected (with its traceback).
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ def run_command(run_flags: RunFlags, run: Callable) -> None:
     """A command's body: joins the job, sets up logging, ``run(config, workdir)`` with clear
     exits, and prints its metrics as the last line."""
     job = {name: holder.value for name, holder in run_flags.distributed.items()}
+    keep_jax_off_absent_tpus()
     run_or_exit(lambda: distributed.initialize(**job))
     setup_process()
     metrics = run_or_exit(lambda: run(run_flags.config.value, run_flags.workdir.value))
@@ -72,6 +74,17 @@ def main(run: Callable, workdir_help: str) -> None:
     ``run(config, workdir)`` as an absl program."""
     run_flags = define_run_flags(workdir_help)
     app.run(lambda argv: run_command(run_flags, run), flags_parser=parse_flags)
+
+
+def keep_jax_off_absent_tpus() -> None:
+    """Where libtpu is installed (to compile for TPUs) but no TPU is attached, and no GPU
+    plugin either, JAX would try the TPU first and log a screen of warnings: use the CPU."""
+    plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin")
+    if (os.environ.get("JAX_PLATFORMS") or distributed.detected_cluster() == "tpu"
+            or importlib.util.find_spec("libtpu") is None
+            or any(importlib.util.find_spec(name) for name in plugins)):
+        return
+    jax.config.update("jax_platforms", "cpu")
 
 
 def setup_process() -> None:

@@ -131,13 +131,16 @@ def ensure_prepared_once(data_cfg) -> None:
         multihost_utils.sync_global_devices("dataset prepared")
 
 
-def check_config(data: ml_collections.ConfigDict) -> None:
+def check_config(data: ml_collections.ConfigDict, prepared: bool = True) -> None:
     """Known fields, and the dataset is the built-in one (prepared on demand) or prepared in
-    ``data_dir``; ``ValueError`` / ``FileNotFoundError`` otherwise."""
+    ``data_dir`` (with ``prepared=False``, fields only); ``ValueError`` /
+    ``FileNotFoundError`` otherwise."""
     fields.check_known(data, DEFAULTS, "config.data")
     if not (isinstance(data.get("name"), str) and data.name):
         raise ValueError("config.data.name is empty; set e.g. 'captioned_shapes/32px' (the "
                          "built-in dataset).")
+    if not prepared:
+        return
     if is_builtin(data.name):
         from multimodal_jax.data import shapes_builder  # noqa: PLC0415 - registers the builder
         variants = [c.name for c in shapes_builder.CaptionedShapes.BUILDER_CONFIGS]

@@ -294,6 +294,21 @@ def make_train_iterator(
     ).as_numpy_iterator()
 
 
+def batch_spec(data_cfg, max_len: int | None, batch_size: int) -> dict[str, tuple[tuple, Any]]:
+    """``{key: (shape, dtype)}`` of the train batches ``make_train_iterator`` yields for a
+    tokenizer of ``max_len`` tokens (None: no tokenizer), read from the config alone (no
+    dataset is opened): what an ahead-of-time compile of the train step is given."""
+    size = int(datasets.field(data_cfg, "image_size"))
+    spec = {"image": ((batch_size, size, size, 3), np.float32)}
+    label_key, text_key = datasets.field(data_cfg, "label_key"), datasets.field(data_cfg, "text_key")
+    if label_key:
+        extra = len(datasets.field(data_cfg, "extra_label_keys"))
+        spec["label"] = ((batch_size, 1 + extra) if extra else (batch_size,), np.int32)
+    if max_len and (text_key or label_key):
+        spec["tokens"] = ((batch_size, int(datasets.field(data_cfg, "max_len") or max_len)), np.int32)
+    return spec
+
+
 def _equals(feature: str, value):
     """Record predicate ``ex[feature] == value`` (all elements, for non-scalar features)."""
     def predicate(ex):

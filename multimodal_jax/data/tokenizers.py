@@ -5,6 +5,7 @@ as the last token, so a text model can always pool at eos. Byte-level (no files)
 SentencePiece (a .model file; ``train_sentencepiece`` makes one offline, deterministically).
 """
 
+import dataclasses
 import io
 import os
 from typing import Any
@@ -251,18 +252,46 @@ def get_tokenizer(config: Any) -> Tokenizer:
     return tokenizer
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenizerShape:
+    """What models and compiled steps need of a tokenizer, from its config alone (no file):
+    the vocabulary size and the special ids in ``train_sentencepiece``'s layout."""
+
+    vocab_size: int
+    max_len: Optional[int] = None
+    pad_id: int = 0
+    bos_id: Optional[int] = 1
+    eos_id: int = 2
+
+
+DEFAULT_VOCAB = {"bytes": 256 + ByteTokenizer.OFFSET, "clip_bpe": 49408}
+
+
+def shape_of(tokenizer: Any) -> TokenizerShape:
+    """``config.tokenizer``'s ``TokenizerShape``; a SentencePiece vocabulary is the configured
+    ``vocab_size`` (an upper bound of what training on the captions gives)."""
+    vocab = _field(tokenizer, "vocab_size") or DEFAULT_VOCAB.get(_field(tokenizer, "kind"))
+    if not vocab:
+        raise ValueError("config.tokenizer.vocab_size is empty: without the tokenizer file, the "
+                         "text model's vocabulary size must be given.")
+    return TokenizerShape(int(vocab), _field(tokenizer, "max_len"))
+
+
 def check_kind(kind: str) -> None:
     """``ValueError`` unless ``kind`` is one of ``KINDS``."""
     if kind not in KINDS:
         raise ValueError(f"config.tokenizer.kind={kind!r}; choose one of {KINDS}.")
 
 
-def check_config(tokenizer: Any) -> None:
-    """``config.tokenizer``: known fields, a known kind, whole-number sizes, and a given file
-    exists and reads as that kind of tokenizer (it is parsed, never executed)."""
+def check_config(tokenizer: Any, read_file: bool = True) -> None:
+    """``config.tokenizer``: known fields, a known kind, whole-number sizes, and (with
+    ``read_file``) a given file exists and reads as that kind of tokenizer (it is parsed,
+    never executed)."""
     fields.check_known(tokenizer, FIELDS, "config.tokenizer")
     check_kind(tokenizer.kind)
     fields.check_positive_ints(tokenizer, ("vocab_size", "max_len"), "config.tokenizer")
+    if not read_file:
+        return
     path = tokenizer.get("path", "")
     if path and not os.path.exists(path):
         raise ValueError(f"config.tokenizer.path={path!r} does not exist; give an existing "

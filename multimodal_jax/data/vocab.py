@@ -34,9 +34,12 @@ def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAI
     return texts
 
 
-def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str):
+def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
     """The tokenizer of ``config.tokenizer``; trains ``workdir/tokenizer.model`` first when a
-    SentencePiece tokenizer has no path (process 0 trains, the others wait for it)."""
+    SentencePiece tokenizer has no path (process 0 trains, the others wait for it).
+    ``shapes_only``: its ``TokenizerShape``, no file trained or read."""
+    if shapes_only:
+        return tokenizers.shape_of(config.tokenizer)
     tok_cfg = config.tokenizer
     if tok_cfg.kind == "sentencepiece" and not tok_cfg.path:
         path = os.path.join(workdir, "tokenizer.model")

@@ -52,6 +52,7 @@ def check_image_block(image: ml_collections.ConfigDict, image_size,
                                   {f: image.get(f) for f in vit_lib.SIZE_FIELDS},
                                   image.get("pool", "tok"), image.get("posemb", "learn"), where)
     vit_lib.check_image_size(image_size, sizes["patch_size"], "config.data.image_size")
+    layers.check_attention_impl(image.get("attention_impl", "flax"), f"{where}.attention_impl")
 
 
 def check_sequence_block(block: ml_collections.ConfigDict, module_class, max_tokens: Optional[int],
@@ -74,6 +75,7 @@ def check_text_block(block: ml_collections.ConfigDict, max_tokens: Optional[int]
     """A text tower block (``build_text``'s)."""
     check_sequence_block(block, TextTransformer, max_tokens, where)
     text_lib.check_pool(block.get("pool", "eos"), where)
+    layers.check_attention_impl(block.get("attention_impl", "flax"), f"{where}.attention_impl")
 
 
 def check_decoder_block(block: ml_collections.ConfigDict, max_tokens: Optional[int],

@@ -32,6 +32,32 @@ def check_heads(width: int, num_heads: int, where: str) -> None:
                          f"head gets width / num_heads channels; choose e.g. num_heads={closest}.")
 
 
+# How attention is computed: "flax" (Flax's dot_product_attention, what every measured figure
+# used), or through jax.nn.dot_product_attention: "xla" (any backend) or "cudnn" (flash
+# attention on NVIDIA GPUs, bfloat16 / float16).
+ATTENTION_IMPLS = ("flax", "xla", "cudnn")
+
+
+def check_attention_impl(impl: str, where: str = "attention_impl") -> None:
+    """``impl`` is one of ``ATTENTION_IMPLS``."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"{where}={impl!r}; choose one of {ATTENTION_IMPLS}.")
+
+
+def attention_fn(impl: str = "flax") -> Callable:
+    """The ``attention_fn`` of ``nn.MultiHeadDotProductAttention`` for ``impl``."""
+    check_attention_impl(impl)
+    if impl == "flax":
+        return nn.dot_product_attention
+
+    def attend(query, key, value, bias=None, mask=None, *, dtype=None, **_):
+        mask = None if mask is None else mask.astype(bool)  # Flax's masks are float 0 / 1
+        out = jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
+                                           implementation=impl)
+        return out.astype(dtype or query.dtype)
+    return attend
+
+
 REMAT_POLICIES = {
     "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
@@ -71,6 +97,7 @@ class EncoderBlock(nn.Module):
     mlp_dim: int
     act: str = "gelu"
     ln_eps: float = 1e-6
+    attention_impl: str = "flax"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -79,6 +106,7 @@ class EncoderBlock(nn.Module):
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
+            attention_fn=attention_fn(self.attention_impl),
         )(y, y, mask=mask)
         x = x + y
         y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_2")(x)
@@ -96,6 +124,7 @@ class Encoder(nn.Module):
     ln_eps: float = 1e-6
     final_norm: bool = True
     remat_policy: Optional[str] = None
+    attention_impl: str = "flax"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -108,7 +137,8 @@ class Encoder(nn.Module):
             block_cls = nn.remat(EncoderBlock, policy=REMAT_POLICIES[self.remat_policy])
         for i in range(self.depth):
             x = block_cls(self.num_heads, self.mlp_dim, act=self.act, ln_eps=self.ln_eps,
-                          dtype=self.dtype, name=f"block_{i}")(x, mask)
+                          attention_impl=self.attention_impl, dtype=self.dtype,
+                          name=f"block_{i}")(x, mask)
         if self.final_norm:
             x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_final")(x)
         return x
@@ -121,6 +151,7 @@ class MAPHead(nn.Module):
     mlp_dim: Optional[int] = None
     act: str = "gelu"
     ln_eps: float = 1e-6
+    attention_impl: str = "flax"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -132,6 +163,7 @@ class MAPHead(nn.Module):
         x = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
+            attention_fn=attention_fn(self.attention_impl),
         )(probe, x, mask=attn_mask)
         y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln")(x)
         x = x + MlpBlock(self.mlp_dim or 4 * width, act=self.act, dtype=self.dtype, name="mlp")(y)

@@ -39,6 +39,7 @@ class TextTransformer(nn.Module):
     act: str = "gelu"
     ln_eps: float = 1e-6
     remat_policy: Optional[str] = None
+    attention_impl: str = "flax"  # or "xla" / "cudnn" (jax.nn.dot_product_attention), layers.py
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -53,7 +54,8 @@ class TextTransformer(nn.Module):
         x = x + table[:, : tokens.shape[1]].astype(x.dtype)
         x = layers.Encoder(self.depth, self.num_heads, self.mlp_dim or 4 * self.width,
                            act=self.act, ln_eps=self.ln_eps, remat_policy=self.remat_policy,
-                           dtype=self.dtype, name="encoder")(x, self._attention_mask(tokens))
+                           attention_impl=self.attention_impl, dtype=self.dtype,
+                           name="encoder")(x, self._attention_mask(tokens))
         return {"tokens": x, "pooled": self._pool(x, tokens)}
 
     def _attention_mask(self, tokens):
@@ -79,5 +81,6 @@ class TextTransformer(nn.Module):
         if self.pool == "mean":
             weights = valid[..., None].astype(x.dtype)
             return jnp.sum(x * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
-        return layers.MAPHead(self.num_heads, act=self.act, ln_eps=self.ln_eps, dtype=self.dtype,
+        return layers.MAPHead(self.num_heads, act=self.act, ln_eps=self.ln_eps,
+                              attention_impl=self.attention_impl, dtype=self.dtype,
                               name="map_head")(x, valid)

@@ -96,6 +96,7 @@ class ViT(nn.Module):
     num_classes: Optional[int] = None
     head_zero_init: bool = True
     remat_policy: Optional[str] = None
+    attention_impl: str = "flax"  # or "xla" / "cudnn" (jax.nn.dot_product_attention), layers.py
     dtype: Any = jnp.float32
 
     def size(self) -> dict[str, int]:
@@ -125,7 +126,8 @@ class ViT(nn.Module):
             x = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_pre")(x)
         x = layers.Encoder(s["depth"], s["num_heads"], s["mlp_dim"], act=self.act,
                            ln_eps=self.ln_eps, final_norm=self.final_norm,
-                           remat_policy=self.remat_policy, dtype=self.dtype, name="encoder")(x)
+                           remat_policy=self.remat_policy, attention_impl=self.attention_impl,
+                           dtype=self.dtype, name="encoder")(x)
         out = {"tokens": x, "pooled": self._pool(x, s)}
         if self.num_classes:
             init = nn.initializers.zeros if self.head_zero_init else nn.initializers.lecun_normal()
@@ -140,5 +142,6 @@ class ViT(nn.Module):
             return jnp.mean(x, axis=1)
         if self.pool == "map":
             return layers.MAPHead(s["num_heads"], s["mlp_dim"], act=self.act, ln_eps=self.ln_eps,
-                                  dtype=self.dtype, name="map_head")(x)
+                                  attention_impl=self.attention_impl, dtype=self.dtype,
+                                  name="map_head")(x)
         return x

@@ -121,12 +121,22 @@ class MeshDriver:
         sharding_ = NamedSharding(self.mesh, P(batch_axes(self.mesh)))
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding_, x), batch)
 
+    def _jitted(self, state):
+        """The jitted step whose output state keeps ``state``'s layout (its leaves' shardings)."""
+        layout = jax.tree.map(lambda x: x.sharding, state)
+        return jax.jit(self._shard_mapped, donate_argnums=self._donate,
+                       out_shardings=(layout, replicated(self.mesh)))
+
     def step(self, state, batch, rng) -> tuple[Any, dict]:
         if self._step is None:
-            layout = jax.tree.map(lambda x: x.sharding, state)
-            self._step = jax.jit(self._shard_mapped, donate_argnums=self._donate,
-                                 out_shardings=(layout, replicated(self.mesh)))
+            self._step = self._jitted(state)
         return self._step(state, batch, global_replicated(rng, self.mesh))
+
+    def lower(self, state, batch, rng):
+        """The step lowered for abstract arguments (``jax.ShapeDtypeStruct``s carrying their
+        shardings, ``rng`` a replicated key): what ``step`` would run, compiled ahead of time
+        for the mesh's devices, which need not be this machine's."""
+        return self._jitted(state).lower(state, batch, rng)
 
 
 class PmapDriver:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -34,11 +35,25 @@ def check_fsdp(fsdp, device_count: int) -> None:
                          f"{device_count} devices (1 = no FSDP).")
 
 
+def num_slices(devices) -> int:
+    """How many slices (TPU pod slices joined over the data-centre network) hold ``devices``."""
+    return len({getattr(d, "slice_index", None) or 0 for d in np.asarray(devices).flat})
+
+
 def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
     """``data_mesh`` when ``fsdp == 1``, else a ``("data", "fsdp")`` mesh whose rows are groups
-    of ``fsdp`` consecutive devices (within one host when ``fsdp`` divides its device count)."""
+    of ``fsdp`` consecutive devices (within one host when ``fsdp`` divides its device count).
+    On several slices (multi-slice TPU jobs) the mesh is hybrid: ``"data"`` spans the slices
+    over the data-centre network, each ``"fsdp"`` group stays inside one slice (on ICI)."""
     devices = np.asarray(jax.devices() if devices is None else devices)
     check_fsdp(fsdp, devices.size)
+    slices = num_slices(devices)
+    if slices > 1:
+        check_fsdp(fsdp, devices.size // slices)
+        per_slice = devices.size // slices // fsdp
+        shape, dcn = ((per_slice, fsdp), (slices, 1)) if fsdp > 1 else ((per_slice,), (slices,))
+        grid = mesh_utils.create_hybrid_device_mesh(shape, dcn, list(devices.flat))
+        return Mesh(grid, (AXIS, FSDP) if fsdp > 1 else (AXIS,))
     if fsdp == 1:
         return data_mesh(devices)
     return Mesh(devices.reshape(-1, fsdp), (AXIS, FSDP))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from multimodal_jax.data import datasets
+from multimodal_jax.data import tokenizers
 from multimodal_jax.data import vocab
 from multimodal_jax.models import factory
 from multimodal_jax.models.two_tower import TwoTower
@@ -61,19 +62,30 @@ class FrozenClip:
         return self.model.embed_dim
 
 
-def load(spec: str, config: Optional[ml_collections.ConfigDict] = None):
+def load(spec: str, config: Optional[ml_collections.ConfigDict] = None, shapes_only: bool = False):
     """``(FrozenClip, params, tokenizer)`` for ``spec``: ``workdir:DIR`` (or a bare path) with
-    ``config`` the contrastive config that trained it, or ``hf_clip:DIR``."""
+    ``config`` the contrastive config that trained it, or ``hf_clip:DIR``. ``shapes_only``:
+    abstract params (``ShapeDtypeStruct``s) of the model the config (or the folder's
+    config.json) describes, no weights or tokenizer file read."""
     kind, path = init_from.parse(spec)
     if kind == "workdir":
         if config is None:
             raise ValueError(f"Reading the contrastive run {path!r} needs the config it was "
                              "trained with (to build its model and tokenizer).")
-        tokenizer = vocab.ensure_tokenizer(config, path)
+        tokenizer = vocab.ensure_tokenizer(config, path, shapes_only)
         model = factory.build_two_tower(config.model, config.loss, tokenizer.vocab_size,
                                         tokenizer.pad_id, tokenizer.eos_id)
-        return (FrozenClip(model, int(config.data.image_size), *datasets.normalisation(config.data)),
-                init_from.restore_params(path), tokenizer)
+        clip = FrozenClip(model, int(config.data.image_size), *datasets.normalisation(config.data))
+        if shapes_only:
+            return clip, _abstract_params(clip, config.tokenizer.max_len), tokenizer
+        return clip, init_from.restore_params(path), tokenizer
+    if kind == "hf_clip" and shapes_only:
+        text, vision, top = hf_clip.clip_configs(
+            weights_files.read_json(os.path.join(path, "config.json")))
+        clip = FrozenClip(hf_clip.clip_model(text, vision, top), int(vision["image_size"]),
+                          tuple(datasets.CLIP_MEAN), tuple(datasets.CLIP_STD))
+        tokenizer = tokenizers.TokenizerShape(text["vocab_size"], 77)
+        return clip, _abstract_params(clip, 77), tokenizer
     if kind == "hf_clip":
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415
         model, variables = hf_clip.load_hf_clip(path)
@@ -85,11 +97,19 @@ def load(spec: str, config: Optional[ml_collections.ConfigDict] = None):
                      f"not {kind!r} ({spec!r}).")
 
 
-def load_named(config: ml_collections.ConfigDict, source: str):
+def _abstract_params(clip: FrozenClip, max_len: int):
+    """The shapes of ``clip``'s params, from its init (nothing is computed)."""
+    images = jnp.zeros((1, clip.image_size, clip.image_size, 3), jnp.float32)
+    tokens = jnp.zeros((1, max_len), jnp.int32)
+    return jax.eval_shape(lambda key: clip.model.init(key, images=images, tokens=tokens),
+                          jax.random.key(0))["params"]
+
+
+def load_named(config: ml_collections.ConfigDict, source: str, shapes_only: bool = False):
     """``load`` of ``source``: the name of one of ``config.prerequisites`` (its run, read with
     its config; the config's prerequisites are resolved to paths by now), or a spec such as
     ``hf_clip:DIR``."""
     runs = config.get("prerequisites", {})
     if source in runs:
-        return load(runs[source].workdir, runs[source].config)
-    return load(source)
+        return load(runs[source].workdir, runs[source].config, shapes_only)
+    return load(source, shapes_only=shapes_only)

@@ -37,7 +37,7 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message says which and how to fix it."""
 
 
-def check_top_level(config: ml_collections.ConfigDict) -> None:
+def check_top_level(config: ml_collections.ConfigDict, device_count: int) -> None:
     """The run's own fields: whole step counts and sizes, and no misspelt top-level field."""
     for field in REQUIRED_INTS:
         if field not in config:
@@ -49,7 +49,7 @@ def check_top_level(config: ml_collections.ConfigDict) -> None:
         if value < 0 or (value == 0 and field != "seed"):
             raise ValueError(f"config.{field} must be {'>= 0' if field == 'seed' else 'positive'}, "
                              f"got {value}.")
-    mesh_lib.check_batch_divides(config.batch_size, jax.device_count(), "config.batch_size")
+    mesh_lib.check_batch_divides(config.batch_size, device_count, "config.batch_size")
     for field in set(config.keys()) - set(COMMON_FIELDS):
         close = difflib.get_close_matches(field, COMMON_FIELDS, n=1, cutoff=0.8)
         if close:  # other unknown top-level fields may belong to a task: left alone
@@ -57,19 +57,21 @@ def check_top_level(config: ml_collections.ConfigDict) -> None:
                              f"config.{close[0]}? (A misspelt field would be silently ignored.)")
 
 
-def _checks(config: ml_collections.ConfigDict, workdir: str) -> list[Callable[[], None]]:
+def _checks(config: ml_collections.ConfigDict, workdir: str, devices: int,
+            shapes_only: bool) -> list[Callable[[], None]]:
     """Each block's owner's check, in the order a user is told of them."""
     model = config.get("model", {})
     checks = [
-        lambda: check_top_level(config),
-        lambda: drivers.check_config(config.parallel, jax.device_count()),
+        lambda: check_top_level(config, devices),
+        lambda: drivers.check_config(config.parallel, devices),
         lambda: guards.check_mode(config.get("on_nonfinite", "skip")),
-        lambda: workdir_lib.check_writable(workdir),
         lambda: tasks.get_task(config.get("task", "contrastive")).check_config(config),
         lambda: factory.check_dtype(config.model.dtype),
     ]
+    if not shapes_only:
+        checks.insert(3, lambda: workdir_lib.check_writable(workdir))
     if "tokenizer" in config:  # before the text model, which compares its max_len
-        checks.append(lambda: tokenizers.check_config(config.tokenizer))
+        checks.append(lambda: tokenizers.check_config(config.tokenizer, read_file=not shapes_only))
     if "image" in model:
         checks.append(lambda: factory.check_image_block(model.image, config.data.image_size))
     if "text" in model:
@@ -77,15 +79,20 @@ def _checks(config: ml_collections.ConfigDict, workdir: str) -> list[Callable[[]
             model.text, config.get("tokenizer", {}).get("max_len")))
     if "optim" in config:
         checks.append(lambda: optim.check_config(config.optim))
-    if config.get("init_from") and config.init_from not in config.get("prerequisites", {}):
+    named = config.get("init_from") and config.init_from not in config.get("prerequisites", {})
+    if named and not shapes_only:
         checks.append(lambda: init_from.check_spec(config.init_from))  # (a prerequisite: later)
-    checks.append(lambda: datasets.check_config(config.data))
+    checks.append(lambda: datasets.check_config(config.data, prepared=not shapes_only))
     return checks
 
 
-def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """All checks for a training or evaluation run of ``config`` in ``workdir``."""
-    for check in _checks(config, workdir):
+def validate(config: ml_collections.ConfigDict, workdir: str, devices: int | None = None,
+             shapes_only: bool = False) -> None:
+    """All checks for a training or evaluation run of ``config`` in ``workdir`` on this job's
+    devices, or on ``devices`` of them (a topology compiled for). ``shapes_only``: the checks
+    that need no file (an ahead-of-time compile reads no dataset, tokenizer or weights)."""
+    devices = jax.device_count() if devices is None else devices
+    for check in _checks(config, workdir, devices, shapes_only):
         try:
             check()
         except (ValueError, FileNotFoundError) as error:

@@ -310,17 +310,19 @@ class AdversarialTask(base.Task):
     name = "adversarial"
     pictures_every_eval = True  # a sample grid at every evaluation
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
         from multimodal_jax.evaluation import gan_eval  # noqa: PLC0415 - heavy, evaluation only
 
-        super().__init__(config, workdir)
+        super().__init__(config, workdir, shapes_only)
         self.frozen = {}
         clip = None
         if config.condition.kind == "text":
-            clip, clip_params, self.tokenizer = frozen_clip.load_named(config,
-                                                                       config.condition.encoder)
+            clip, clip_params, self.tokenizer = frozen_clip.load_named(
+                config, config.condition.encoder, shapes_only)
             self.frozen = {"clip": clip_params}
         self.setup = make_setup(config, clip)
+        if shapes_only:  # the judges are other runs' weights; the train step needs none of them
+            return
         self.evaluator = gan_eval.Evaluator(
             config, functools.partial(generate, self.setup), self.setup.z_dim,
             self.setup.data_norm, self.frozen, self.tokenizer, self.initial_params)
@@ -350,8 +352,11 @@ class AdversarialTask(base.Task):
             gan.num_blocks(config.data.image_size, widths, f"config.model.{side}")
 
     def create_state(self, rng) -> GanState:
+        frozen = self.frozen
+        if self.shapes_only:  # abstract params: zeros of their shapes (traced, never made)
+            frozen = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), frozen)
         return create_state(self.setup, rng, make_optimizer(self.config.optim.g),
-                            make_optimizer(self.config.optim.d), self.frozen)
+                            make_optimizer(self.config.optim.d), frozen)
 
     def initial_params(self) -> dict:
         """The untrained params (from the config's seed), for the evaluation's baseline."""

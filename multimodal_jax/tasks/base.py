@@ -35,14 +35,18 @@ class Task(abc.ABC):
     name: ClassVar[str]  # the config's ``task`` field
     pictures_every_eval: ClassVar[bool] = False  # a picture at every evaluation, not only the last
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        self.config, self.workdir = config, workdir
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
+        """``shapes_only``: build the model and steps from the config alone, for compiling them
+        ahead of time (``runtime/pod_compile.py``): no dataset is prepared or read, no
+        tokenizer file trained or read (``tokenizers.TokenizerShape``), no weights loaded."""
+        self.config, self.workdir, self.shapes_only = config, workdir, shapes_only
         self.tokenizer = None  # the text tokenizer of the batches, for tasks that read text
         self.evaluator: evaluation_base.Evaluator  # set by the task's constructor
         # A workdir with a checkpoint restores over the fresh state: then config.init_from's
         # weights are not read (they may have moved since).
-        self.pretrained = workdir_lib.latest_step(workdir) is None
-        datasets.ensure_prepared_once(config.data)
+        self.pretrained = not shapes_only and workdir_lib.latest_step(workdir) is None
+        if not shapes_only:
+            datasets.ensure_prepared_once(config.data)
 
     @classmethod
     @abc.abstractmethod
@@ -69,6 +73,12 @@ class Task(abc.ABC):
         stopped would see there)."""
         return pipeline.make_train_iterator(self.config.data, self.tokenizer,
                                             self.config.batch_size, self.config.seed, start_step)
+
+    def eval_functions(self) -> dict[str, tuple[Callable, tuple[str, ...]]]:
+        """The jitted functions evaluation runs over the mesh, ``name: (fn, keys)`` with
+        ``fn(params, *[batch[k] for k in keys])`` on evaluation batches, so that they can be
+        compiled ahead of time; none by default."""
+        return {}
 
     def flops_per_example(self) -> Optional[float]:
         """Analytic training FLOPs of one example (``parallel/flops.py``), for the MFU meter;

@@ -141,9 +141,9 @@ class CaptioningTask(base.Task):
 
     name = "captioning"
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        super().__init__(config, workdir)
-        self.tokenizer = vocab.ensure_tokenizer(config, workdir)
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
+        super().__init__(config, workdir, shapes_only)
+        self.tokenizer = vocab.ensure_tokenizer(config, workdir, shapes_only)
         self.model = build_model(config, self.tokenizer)
         self.ids = token_ids(self.tokenizer, self.model)
         losses = functools.partial(eval_step, apply_fn=self.model.apply, ids=self.ids)
@@ -167,4 +167,8 @@ class CaptioningTask(base.Task):
 
     def train_step(self):
         return make_train_step(self.config, self.ids)
+
+    def eval_functions(self):
+        return {"eval_step": (self.evaluator.losses, ("image", "tokens")),
+                "decode": (self.evaluator.generate, ("image",))}
 

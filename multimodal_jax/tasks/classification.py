@@ -178,8 +178,8 @@ class ClassificationTask(base.Task):
 
     name = "classification"
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        super().__init__(config, workdir)
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
+        super().__init__(config, workdir, shapes_only)
         self.model = build_model(config)
         predict = jax.jit(functools.partial(eval_step, apply_fn=self.model.apply,
                                             num_classes=config.num_classes, loss=config.loss))
@@ -200,6 +200,9 @@ class ClassificationTask(base.Task):
 
     def train_step(self):
         return make_train_step(self.config)
+
+    def eval_functions(self):
+        return {"eval_step": (self.evaluator.predict, ("image", "label"))}
 
     def flops_per_example(self) -> float:
         return flops.classification_train(self.model, self.config.data.image_size)

@@ -135,9 +135,9 @@ class ContrastiveTask(base.Task):
 
     name = "contrastive"
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        super().__init__(config, workdir)
-        self.tokenizer = vocab.ensure_tokenizer(config, workdir)
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, shapes_only: bool = False):
+        super().__init__(config, workdir, shapes_only)
+        self.tokenizer = vocab.ensure_tokenizer(config, workdir, shapes_only)
         self.model = build_model(config, self.tokenizer)
         self.evaluator = contrastive_eval.Evaluator(self.model, config, self.tokenizer)
 
@@ -161,6 +161,11 @@ class ContrastiveTask(base.Task):
 
     def train_step(self):
         return make_train_step(self.config)
+
+    def eval_functions(self):
+        encoders = self.evaluator.encoders
+        return {"image_encoder": (encoders.image, ("image",)),
+                "text_encoder": (encoders.text, ("tokens",))}
 
     def flops_per_example(self) -> float:
         return train_flops_per_example(self.config, self.model)

@@ -1,0 +1,215 @@
+"""Compiles the exact train step ``python -m train`` would run, for a TPU topology this machine
+does not have, and reports what the chips would see: memory per chip against its HBM, the
+compiler's FLOPs and bytes, the collectives, a roofline step time and the MFU it bounds.
+
+The step is the task's, inside the non-finite guard, under the configured driver's jit with the
+state donated and laid out by the FSDP rules, with accumulation, remat and dtypes as the
+config says; the evaluation functions are compiled too. Nothing is read: no dataset, tokenizer
+file or weights (the task is built with ``shapes_only``).
+
+    report = compile_config(config, "v5e:4x4")        # raises DoesNotFitError if it does not fit
+    table = fit(config, "v5e:4x4")                    # largest batch per chip, per remat policy
+"""
+
+import copy
+import dataclasses
+import time
+
+import jax
+import ml_collections
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from multimodal_jax import tasks
+from multimodal_jax.data import pipeline
+from multimodal_jax.parallel import aot
+from multimodal_jax.parallel import chips
+from multimodal_jax.parallel import drivers
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import config_checks
+from multimodal_jax.runtime import guards
+
+REMAT_POLICIES = ("none", "dots_saveable", "nothing_saveable")
+LEVERS = ("a remat policy (--config.model.image.remat_policy=nothing_saveable, likewise "
+          "model.text), FSDP (--config.parallel.fsdp=N with rules that split the parameters), a "
+          "smaller batch per chip (--config.batch_size), micro-batches (--config.accum_steps=K) "
+          "or bfloat16 moments (--config.optim.mu_dtype=bfloat16)")
+
+
+class DoesNotFitError(config_checks.ConfigError):
+    """The config's step needs more memory per chip than the chip has."""
+
+
+@dataclasses.dataclass
+class Target:
+    """The devices compiled for: a TPU topology, ``num_slices`` of it."""
+
+    topology: str
+    num_slices: int
+    devices: list
+    chip: chips.Chip
+
+    @property
+    def per_chip(self) -> int:
+        return aot.devices_per_chip(self.devices)
+
+    @property
+    def chips(self) -> int:
+        return len(self.devices) // self.per_chip
+
+
+def target(topology: str, num_slices: int = 1) -> Target:
+    """The compile-only devices of ``topology`` and their chip's published figures."""
+    try:
+        devices = aot.topology_devices(topology, num_slices)
+    except ValueError as error:
+        raise config_checks.ConfigError(str(error)) from None
+    chip = chips.chip_of(devices[0].device_kind)
+    if chip is None:
+        raise config_checks.ConfigError(f"No published figures for {devices[0].device_kind!r} "
+                         "(multimodal_jax/parallel/chips.py): add its HBM, peak and bandwidth.")
+    return Target(topology, num_slices, devices, chip)
+
+
+def _max_len(task):
+    """The token length of the task's batches (None: it reads no text)."""
+    return getattr(task.tokenizer, "max_len", None)
+
+
+def _abstract_carry(task, driver, rng):
+    """The guarded carry's shapes, laid out as the driver lays out the real one."""
+    state = jax.eval_shape(task.create_state, rng)
+    carry = guards.Carry(state, jax.eval_shape(guards.init))
+    return aot.abstract(carry, driver.state_shardings(carry))
+
+
+def compile_step(config, task, mesh):
+    """The compiled guarded train step and its abstract carry."""
+    layout = mesh_lib.layout(config.parallel)
+    mode = config.get("on_nonfinite", "skip")
+    driver = drivers.make_driver(config.parallel.driver, guards.guarded(task.train_step(), mode),
+                                 mesh, **layout)
+    if not hasattr(driver, "lower"):
+        raise ValueError("Ahead-of-time compiles use the mesh driver: set "
+                         "--config.parallel.driver=mesh (pmap runs the same program per device).")
+    key = jax.eval_shape(jax.random.key, 0)
+    rng = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=mesh_lib.replicated(mesh))
+    carry = _abstract_carry(task, driver, jax.random.key(config.seed))
+    spec = pipeline.batch_spec(config.data, _max_len(task), config.batch_size)
+    batch = aot.abstract_batch(spec, NamedSharding(mesh, P(mesh_lib.batch_axes(mesh))))
+    return driver.lower(carry, batch, rng).compile(), carry
+
+
+def _compile_eval(config, task, mesh, params) -> dict[str, dict]:
+    """Memory of each evaluation function compiled on the evaluation batch."""
+    size = config.get("evaluation", {}).get("batch_size", config.batch_size)
+    if not task.eval_functions() or size % mesh.shape[mesh_lib.AXIS]:
+        return {}
+    batch = aot.abstract_batch(pipeline.batch_spec(config.data, _max_len(task), size),
+                               NamedSharding(mesh, P(mesh_lib.AXIS)))
+    out = {}
+    for name, (fn, keys) in task.eval_functions().items():
+        compiled = fn.lower(params, *[batch[k] for k in keys]).compile()
+        out[name] = {"memory_gib": aot.memory_gib(compiled)["total"],
+                     "flops_per_chip": aot.cost(compiled)[0]}
+    return out
+
+
+def build(config: ml_collections.ConfigDict, where: Target):
+    """The checked config's task (shapes only) and its mesh on ``where``'s devices."""
+    config_checks.validate(config, "", devices=len(where.devices), shapes_only=True)
+    task = tasks.get_task(config.task)(config, "", shapes_only=True)
+    return task, mesh_lib.make_mesh(int(config.parallel.get("fsdp", 1)), where.devices)
+
+
+def compile_config(config: ml_collections.ConfigDict, topology: str, num_slices: int = 1,
+                   with_eval: bool = True, where: Target | None = None) -> dict:
+    """The report of ``config``'s train step (and evaluation functions) compiled for
+    ``topology``; ``DoesNotFitError`` (exit 2) when a chip's memory cannot hold it."""
+    where = where or target(topology, num_slices)
+    started = time.time()
+    task, mesh = build(config, where)
+    report = {"topology": topology, "num_slices": num_slices, "chips": where.chips,
+              "devices": len(where.devices), "device_kind": where.devices[0].device_kind,
+              "batch_per_chip": config.batch_size / where.chips,
+              "hbm_gib": where.chip.hbm_bytes / chips.GIB, "mesh": dict(mesh.shape)}
+    try:
+        compiled, carry = compile_step(config, task, mesh)
+    except Exception as error:  # the compiler's out-of-memory error; anything else is raised
+        needed = aot.out_of_memory(error)
+        if needed is None:
+            raise
+        report.update(fits=False, memory_gib={"total": needed[0] * where.per_chip},
+                      compile_s=time.time() - started)
+        raise DoesNotFitError(_no_fit_message(report, needed[1] * where.per_chip)) from None
+    report.update(step_figures(compiled, where, task, config), compile_s=time.time() - started)
+    report["fits"] = report["memory_gib"]["total"] <= report["hbm_gib"]
+    if with_eval:
+        report["eval"] = _compile_eval(config, task, mesh, carry.state.params)
+    if not report["fits"]:
+        raise DoesNotFitError(_no_fit_message(report, report["hbm_gib"]))
+    return report
+
+
+def step_figures(compiled, where: Target, task, config) -> dict:
+    """Per chip: memory, the compiler's and the analytic FLOPs, bytes, collectives, roofline."""
+    n = where.per_chip
+    memory = {k: v * n for k, v in aot.memory_gib(compiled).items()}
+    flops, bytes_accessed = (None if x is None else x * n for x in aot.cost(compiled))
+    analytic = task.flops_per_example()
+    analytic = analytic * config.batch_size / where.chips if analytic else None
+    roofline = aot.roofline_s(flops or analytic or 0.0, bytes_accessed, where.chip)
+    return {"memory_gib": memory, "flops_per_chip": flops, "analytic_flops_per_chip": analytic,
+            "bytes_accessed_per_chip": bytes_accessed,
+            "collectives": aot.collectives(compiled.as_text()), "roofline_step_s": roofline,
+            "mfu_bound": (analytic or flops or 0.0) / where.chip.bf16_flops / roofline,
+            "peak_tflops": where.chip.bf16_flops / 1e12,
+            "hbm_gb_per_s": where.chip.hbm_bytes_per_s / 1e9, "chip_source": where.chip.source}
+
+
+def _no_fit_message(report: dict, capacity_gib: float) -> str:
+    return (f"The step of this config does not fit on {report['topology']}: it needs "
+            f"{report['memory_gib']['total']:.2f} GiB per chip ({report['batch_per_chip']:g} "
+            f"examples per chip) and a {report['device_kind']} chip has {capacity_gib:.2f} GiB. "
+            f"Levers: {LEVERS}; python -m train.compile ... --fit finds the largest batch per "
+            "chip that fits for each remat policy.")
+
+
+def with_remat(config: ml_collections.ConfigDict, policy: str) -> ml_collections.ConfigDict:
+    """``config`` with every tower's ``remat_policy`` set (``"none"``: no rematerialisation)."""
+    out = copy.deepcopy(config)
+    for name in ("image", "text"):
+        if name in out.model:
+            out.model[name].remat_policy = None if policy == "none" else policy
+    return out
+
+
+def fits(config, where: Target, batch_per_chip: int) -> bool:
+    candidate = copy.deepcopy(config)
+    candidate.batch_size = int(batch_per_chip * where.chips)
+    try:
+        compile_config(candidate, where.topology, where.num_slices, with_eval=False, where=where)
+    except DoesNotFitError:
+        return False
+    return True
+
+
+def largest_batch(config, where: Target, start: int, limit: int = 1 << 16) -> int:
+    """The largest batch per chip whose step fits, by doubling from ``start`` then bisecting
+    (0 when not even one example fits)."""
+    low, high = 0, max(int(start), 1)
+    while high <= limit and fits(config, where, high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(config, where, middle) else (low, middle)
+    return low
+
+
+def fit(config: ml_collections.ConfigDict, topology: str, num_slices: int = 1) -> dict:
+    """``{policy: largest batch per chip}`` for each remat policy of ``REMAT_POLICIES``."""
+    where = target(topology, num_slices)
+    start = max(config.batch_size // where.chips, 1)
+    return {policy: largest_batch(with_remat(config, policy), where, start)
+            for policy in REMAT_POLICIES}
+
