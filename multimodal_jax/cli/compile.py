@@ -18,6 +18,10 @@ from multimodal_jax.cli import common
 from multimodal_jax.runtime import pod_compile
 
 
+def _tera(value) -> str:
+    return "n/a" if value is None else f"{value / 1e12:.3f}"
+
+
 def _table(report: dict) -> list[tuple[str, str]]:
     memory = report["memory_gib"]
     rows = [("topology", f"{report['topology']} x {report['num_slices']} slice(s): "
@@ -27,13 +31,13 @@ def _table(report: dict) -> list[tuple[str, str]]:
                                 f"(arguments {memory['arguments']:.2f}, temporaries "
                                 f"{memory['temporaries']:.2f}, outputs {memory['outputs']:.2f}, "
                                 f"aliased {memory['aliased']:.2f})"),
-            ("TFLOP per chip", f"{report['flops_per_chip'] / 1e12:.3f} (analytic "
-                               f"{(report['analytic_flops_per_chip'] or 0) / 1e12:.3f})"),
-            ("GB accessed per chip", f"{report['bytes_accessed_per_chip'] / 1e9:.2f}"),
+            ("TFLOP per chip", f"{_tera(report['flops_per_chip'])} (analytic "
+                               f"{_tera(report['analytic_flops_per_chip'])})"),
+            ("TB accessed per chip", _tera(report["bytes_accessed_per_chip"])),
             ("collectives", ", ".join(f"{op} {c['count']} ({c['bytes'] / 2 ** 20:.1f} MiB)"
                                       for op, c in report["collectives"].items() if c["count"])),
-            ("roofline step", f"{report['roofline_step_s'] * 1e3:.1f} ms, MFU <= "
-                              f"{100 * report['mfu_bound']:.1f}%"),
+            ("roofline step", "n/a (no byte count)" if report["mfu_bound"] is None else
+             f"{report['roofline_step_s'] * 1e3:.1f} ms, MFU <= {100 * report['mfu_bound']:.1f}%"),
             ("compile", f"{report['compile_s']:.0f} s")]
     rows += [(f"eval {name}", f"{e['memory_gib']:.2f} GiB") for name, e in report.get("eval", {}).items()]
     return rows

@@ -8,6 +8,7 @@ collectives), against the chip's published figures (``chips.py``).
     memory_gib(compiled), cost(compiled), collectives(compiled.as_text())
 """
 
+import glob
 import importlib.util
 import os
 import re
@@ -21,6 +22,7 @@ from multimodal_jax.parallel import gpu_targets
 
 GIB = chips.GIB
 EXAMPLE_TOPOLOGIES = ("v4:2x2x2", "v5e:4x4", "v5e:16x16", "v5p:4x4x4", "v6e:8x8")
+ACCELERATOR_TYPES = {"v4": "v4-8", "v5e": "v5litepod-4", "v5p": "v5p-8", "v6e": "v6e-4"}
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
                "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
@@ -66,8 +68,7 @@ def topology_devices(name: str, num_slices: int = 1) -> list:
                          "the tpu extra, `pip install -e '.[tpu]'`, which pins the libtpu of this "
                          "jax.")
     from jax.experimental import topologies  # noqa: PLC0415 - only where TPUs are compiled for
-    # Compile-only devices touch no chip: several processes may hold libtpu at once.
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    _describe_a_tpu_host(name)
     try:
         kwargs = {"num_slices": num_slices} if num_slices > 1 else {}
         return list(topologies.get_topology_desc(topology_name=name, platform="tpu",
@@ -76,6 +77,19 @@ def topology_devices(name: str, num_slices: int = 1) -> list:
         first = (str(error).splitlines() or [""])[0][:300]
         raise ValueError(f"--topology={name!r} is not a TPU topology libtpu knows ({first}); "
                          f"name it as JAX does, e.g. {', '.join(EXAMPLE_TOPOLOGIES)}.") from None
+
+
+def _describe_a_tpu_host(topology: str) -> None:
+    """Compile-only devices touch no chip, so several processes may hold libtpu at once; on a
+    host without TPUs, libtpu is also told what it would ask a TPU VM's metadata server (else
+    it logs a screen of warnings); the topology compiled for is ``topology`` regardless."""
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
+        return
+    generation = topology.partition(":")[0]
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", ACCELERATOR_TYPES.get(generation, "v5litepod-4"))
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
 
 
 def devices_per_chip(devices) -> int:

@@ -109,7 +109,8 @@ def _compile_eval(config, task, mesh, params) -> dict[str, dict]:
                                NamedSharding(mesh, P(mesh_lib.AXIS)))
     out = {}
     for name, (fn, keys) in task.eval_functions().items():
-        compiled = fn.lower(params, *[batch[k] for k in keys]).compile()
+        jitted = fn if hasattr(fn, "lower") else jax.jit(fn)  # a partial of a jitted function
+        compiled = jitted.lower(params, *[batch[k] for k in keys]).compile()
         out[name] = {"memory_gib": aot.memory_gib(compiled)["total"],
                      "flops_per_chip": aot.cost(compiled)[0]}
     return out
@@ -162,7 +163,9 @@ def step_figures(compiled, where: Target, task, config) -> dict:
     return {"memory_gib": memory, "flops_per_chip": flops, "analytic_flops_per_chip": analytic,
             "bytes_accessed_per_chip": bytes_accessed,
             "collectives": aot.collectives(compiled.as_text()), "roofline_step_s": roofline,
-            "mfu_bound": (analytic or flops or 0.0) / where.chip.bf16_flops / roofline,
+            # Without the compiler's byte count (XLA:GPU deviceless) there is no memory bound.
+            "mfu_bound": (None if bytes_accessed is None
+                          else (analytic or flops or 0.0) / where.chip.bf16_flops / roofline),
             "peak_tflops": where.chip.bf16_flops / 1e12,
             "hbm_gb_per_s": where.chip.hbm_bytes_per_s / 1e9, "chip_source": where.chip.source}
 
