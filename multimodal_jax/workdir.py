@@ -2,6 +2,8 @@
 
     WORKDIR/checkpoints/<step>/   Orbax steps (``runtime/checkpoint.py``)
     WORKDIR/tokenizer.model       the SentencePiece model trained for the run, if any
+    WORKDIR/run_files.json        fingerprints of the run files a resume reads (``run_files.py``)
+    WORKDIR/lock.json             who trains in the workdir now (``runtime/workdir_lock.py``)
     WORKDIR/metrics.jsonl         one JSON line per logged step
     WORKDIR/tensorboard/          event files
     WORKDIR/pictures/             PNG figures of evaluations

@@ -2,9 +2,12 @@
 clear exits, the metrics line.
 
 Exit codes: 0 done (or stopped by a preemption notice, with a checkpoint to resume from);
-2 bad command line, config or input file (one paragraph on stderr, no traceback); 3 the run
-met a non-finite value with ``on_nonfinite='stop'`` (its last good state is checkpointed);
-1 no restorable checkpoint, or anything unexpected (with its traceback).
+2 bad command line, config or input file, a workdir another run trains in, a damaged run file
+or data shard (one paragraph on stderr, no traceback); 3 the run met a non-finite value with
+``on_nonfinite='stop'`` (its last good state is checkpointed); 4 a write failed (no space,
+quota, file-size limit, I/O error, permission; the previous checkpoint is kept); 130 stopped by
+Ctrl-C (with a checkpoint to resume from); 1 no restorable checkpoint, or anything unexpected
+(with its traceback). ``--verbosity=1`` adds the traceback to the one-paragraph errors.
 """
 
 import importlib.util
@@ -25,12 +28,20 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from multimodal_jax.data import datasets
+from multimodal_jax.data.tfrecord_shards import DamagedShard
+from multimodal_jax.run_files import RunFileError
 from multimodal_jax.runtime import distributed
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
 from multimodal_jax.runtime.guards import NonFiniteError
+from multimodal_jax.runtime.workdir_lock import WorkdirLocked
+from multimodal_jax.runtime.write_failures import WriteFailed
 
-BAD_INPUT, NON_FINITE, FAILED = 2, 3, 1
+BAD_INPUT, NON_FINITE, FAILED, WRITE_FAILED, INTERRUPTED = 2, 3, 1, 4, 130
+# Exit codes of the errors a user can act on; their message is the whole report.
+EXIT_CODES = ((ConfigError, BAD_INPUT), (FileNotFoundError, BAD_INPUT), (RunFileError, BAD_INPUT),
+              (WorkdirLocked, BAD_INPUT), (DamagedShard, BAD_INPUT), (NonFiniteError, NON_FINITE),
+              (WriteFailed, WRITE_FAILED), (CheckpointError, FAILED))
 
 
 class RunFlags(NamedTuple):
@@ -67,6 +78,8 @@ def run_command(run_flags: RunFlags, run: Callable) -> None:
     setup_process()
     metrics = run_or_exit(lambda: run(run_flags.config.value, run_flags.workdir.value))
     print_metrics(metrics)
+    if metrics.get("interrupted"):  # (the loop said where it stopped and how to resume)
+        sys.exit(INTERRUPTED)
 
 
 def main(run: Callable, workdir_help: str) -> None:
@@ -89,12 +102,36 @@ def keep_jax_off_absent_tpus() -> None:
 
 def setup_process() -> None:
     """Our progress at INFO on stderr (process 0; the others report warnings and errors
-    only), libraries' chatter (Orbax, TFDS) at WARNING only; TensorFlow kept off accelerators.
-    Call it after ``jax.distributed`` is initialised."""
-    absl_logging.set_verbosity(absl_logging.WARNING)
+    only), libraries' chatter (Orbax, TFDS) at WARNING only unless ``--verbosity`` is given,
+    and Orbax's tracebacks of failed saves left to our one-paragraph error
+    (``--verbosity=1`` shows them); TensorFlow kept off accelerators. Call it after
+    ``jax.distributed`` is initialised."""
+    if not verbose():
+        if not flags.FLAGS["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        logging.getLogger("absl").addFilter(_no_orbax_tracebacks)
+        logging.getLogger("asyncio").addFilter(_no_unretrieved_futures)
     logging.getLogger("multimodal_jax").setLevel(
         logging.INFO if jax.process_index() == 0 else logging.WARNING)
     datasets.hide_accelerators_from_tf()
+
+
+def verbose() -> bool:
+    """Whether ``--verbosity=1`` (or more) was given: errors then come with their traceback."""
+    return (flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present
+            and flags.FLAGS["verbosity"].value >= 1)
+
+
+def _no_orbax_tracebacks(record: logging.LogRecord) -> bool:
+    """Drops Orbax's error records with a traceback (a failed async save logs several, from
+    its threads); the run reports the failure itself as ``WriteFailed``."""
+    return not (record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _no_unretrieved_futures(record: logging.LogRecord) -> bool:
+    """Drops asyncio's "exception was never retrieved" records: one per array a failed save
+    was writing, logged as the process exits, after the error that reported it."""
+    return "exception was never retrieved" not in record.getMessage()
 
 
 def fail(message: str, code: int = BAD_INPUT) -> None:
@@ -179,17 +216,24 @@ def _config_file_line(error: BaseException):
 
 
 def run_or_exit(fn: Callable):
-    """Runs ``fn``; a bad config or input ends the process with its message and code 2, a
-    halted non-finite run with 3, an unrestorable workdir with 1; none prints a traceback."""
+    """Runs ``fn``; the errors a user can act on end the process with their message and their
+    code (``EXIT_CODES``) without a traceback (unless ``--verbosity=1``), and a Ctrl-C before
+    training started with 130."""
     try:
         return fn()
-    except (ConfigError, FileNotFoundError) as error:
-        fail(str(error), BAD_INPUT)
-    except NonFiniteError as error:
-        fail(str(error), NON_FINITE)
-    except CheckpointError as error:
-        fail(str(error), FAILED)
+    except KeyboardInterrupt:
+        _traceback_if_verbose()
+        fail("Interrupted (Ctrl-C) before training started; nothing was saved. Rerun the same "
+             "command to start.", INTERRUPTED)
+    except tuple(kind for kind, _ in EXIT_CODES) as error:
+        _traceback_if_verbose()
+        fail(str(error), next(code for kind, code in EXIT_CODES if isinstance(error, kind)))
     return None
+
+
+def _traceback_if_verbose() -> None:
+    if verbose():
+        traceback.print_exc()
 
 
 def print_metrics(metrics: dict) -> None:

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from multimodal_jax import fields
+from multimodal_jax.data import tfrecord_shards
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -111,6 +112,29 @@ def not_prepared_error(cfg, found: tfds.core.DatasetBuilder) -> FileNotFoundErro
         "with --manual_dir for manual datasets), then set config.data.data_dir=DIR.")
 
 
+def rebuild_advice(cfg, found: tfds.core.DatasetBuilder) -> str:
+    """How to make a damaged shard of the dataset again."""
+    name = field(cfg, "name")
+    if is_builtin(name):
+        return (f"Delete {found.data_dir} (this version of the built-in dataset) and rerun: it is "
+                "prepared again, the same as before.")
+    return (f"Restore the file from a copy of the data dir, or prepare the dataset again where "
+            f"its source files are (`tfds build {name.split('/')[0]} --data_dir={found.data_dir_root} "
+            "--overwrite`, with --config for a config).")
+
+
+def splits_read(cfg) -> list[str]:
+    """The splits a run of the data config reads: train, then evaluation."""
+    return [field(cfg, "train_split"), *field(cfg, "eval_splits")]
+
+
+def check_shards(cfg, found: tfds.core.DatasetBuilder) -> None:
+    """``tfrecord_shards.DamagedShard`` when a shard of the splits read is missing or cut
+    short (a ``stat`` per shard unless their sizes are off)."""
+    tfrecord_shards.check_splits(found, splits_read(cfg), field(cfg, "name"),
+                                 rebuild_advice(cfg, found))
+
+
 def ensure_prepared(data_cfg) -> None:
     """Prepares the built-in captioned_shapes if it is missing; any other missing dataset is an
     error saying how to prepare it. Call it on one process, then wait on the others."""
@@ -133,8 +157,8 @@ def ensure_prepared_once(data_cfg) -> None:
 
 def check_config(data: ml_collections.ConfigDict, prepared: bool = True) -> None:
     """Known fields, and the dataset is the built-in one (prepared on demand) or prepared in
-    ``data_dir`` (with ``prepared=False``, fields only); ``ValueError`` /
-    ``FileNotFoundError`` otherwise."""
+    ``data_dir`` (with ``prepared=False``, fields only), its shards whole; ``ValueError`` /
+    ``FileNotFoundError`` / ``tfrecord_shards.DamagedShard`` otherwise."""
     fields.check_known(data, DEFAULTS, "config.data")
     if not (isinstance(data.get("name"), str) and data.name):
         raise ValueError("config.data.name is empty; set e.g. 'captioned_shapes/32px' (the "
@@ -148,6 +172,9 @@ def check_config(data: ml_collections.ConfigDict, prepared: bool = True) -> None
         if variant not in variants:
             raise ValueError(f"config.data.name={data.name!r}: the built-in dataset has the "
                              f"configs {variants}, e.g. '{BUILTIN}/32px'.")
+        found = builder(data, file_format="tfrecord")
+        if found.is_prepared():  # (else it is prepared before the run reads it)
+            check_shards(data, found)
         return
     if data.name.split("/")[0] not in tfds.list_builders():
         raise ValueError(f"config.data.name={data.name!r} is not a TFDS dataset; check the "
@@ -155,3 +182,4 @@ def check_config(data: ml_collections.ConfigDict, prepared: bool = True) -> None
     found = builder(data)
     if not found.is_prepared():
         raise not_prepared_error(data, found)
+    check_shards(data, found)

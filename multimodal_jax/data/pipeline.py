@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from multimodal_jax.data import augment
 from multimodal_jax.data import datasets
+from multimodal_jax.data import tfrecord_shards
 
 _PICK_SALT, _FLIP_SALT, _CROP_SALT = 1, 2, 3
 
@@ -288,10 +289,28 @@ def make_train_iterator(
     process_index: int | None = None, process_count: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless numpy batches {"image", "tokens", "label"?} for this process; ``start_step=k``
-    continues the exact stream an uninterrupted run would have at step k."""
-    return make_train_dataset(
-        data_cfg, tokenizer, global_batch_size, seed, start_step, process_index, process_count
-    ).as_numpy_iterator()
+    continues the exact stream an uninterrupted run would have at step k. A damaged shard
+    raises ``tfrecord_shards.DamagedShard`` naming it."""
+    ds = make_train_dataset(
+        data_cfg, tokenizer, global_batch_size, seed, start_step, process_index, process_count)
+    return numpy_iterator(ds, data_cfg, [datasets.field(data_cfg, "train_split")])
+
+
+def numpy_iterator(ds: tf.data.Dataset, data_cfg, splits: list[str]) -> Iterator[Any]:
+    """``ds.as_numpy_iterator()``, with a damaged shard (TensorFlow's ``DataLossError``, which
+    names no file) reported as ``tfrecord_shards.DamagedShard`` naming it."""
+    batches = ds.as_numpy_iterator()
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+            found = datasets.builder(data_cfg)
+            raise tfrecord_shards.damaged_error(
+                found, splits, datasets.field(data_cfg, "name"),
+                datasets.rebuild_advice(data_cfg, found), error) from None
+        yield batch
 
 
 def batch_spec(data_cfg, max_len: int | None, batch_size: int) -> dict[str, tuple[tuple, Any]]:
@@ -369,6 +388,6 @@ def make_eval_iterator(
     filter: tuple[str, Any] | None = None,  # noqa: A002
 ) -> Iterator[dict[str, np.ndarray]]:
     """Finite numpy batches {"image", "tokens", "label"?, "mask"} of ``split`` (see make_eval_dataset)."""
-    return make_eval_dataset(
-        data_cfg, split, tokenizer, global_batch_size, process_index, process_count, filter
-    ).as_numpy_iterator()
+    ds = make_eval_dataset(data_cfg, split, tokenizer, global_batch_size, process_index,
+                           process_count, filter)
+    return numpy_iterator(ds, data_cfg, [split])

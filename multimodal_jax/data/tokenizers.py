@@ -133,16 +133,18 @@ class ByteTokenizer(Tokenizer):
         return data.decode("utf-8", errors="replace")
 
 
-def _load_sentencepiece(model_path: str) -> spm.SentencePieceProcessor:
-    """Loads a SentencePiece model from a local or tf.io.gfile path, with clear errors."""
+def _load_sentencepiece(model_path: str, proto: Optional[bytes] = None) -> spm.SentencePieceProcessor:
+    """Loads a SentencePiece model from a local or tf.io.gfile path (or from ``proto``, the
+    bytes already read from it), with clear errors."""
     path = os.fspath(model_path)
-    if not tf.io.gfile.exists(path):
+    if proto is None and not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"SentencePiece model file not found: {path!r}. Train one with "
             "multimodal_jax.data.tokenizers.train_sentencepiece(texts, model_path, vocab_size), "
             "or point config.tokenizer.path at an existing .model file (or use kind='bytes').")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        proto = f.read()
+    if proto is None:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            proto = f.read()
     processor = spm.SentencePieceProcessor()
     try:
         processor.LoadFromSerializedProto(proto)
@@ -157,11 +159,13 @@ def _load_sentencepiece(model_path: str) -> spm.SentencePieceProcessor:
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """A SentencePiece .model file. Pads with the model's pad id (0 if it has none)."""
+    """A SentencePiece .model file. Pads with the model's pad id (0 if it has none).
+    ``proto``: the file's bytes, already read (and checked) by the caller."""
 
-    def __init__(self, model_path: str, max_len: Optional[int] = None, add_bos: bool = True):
+    def __init__(self, model_path: str, max_len: Optional[int] = None, add_bos: bool = True,
+                 proto: Optional[bytes] = None):
         self.model_path = os.fspath(model_path)
-        self._sp = _load_sentencepiece(self.model_path)
+        self._sp = _load_sentencepiece(self.model_path, proto)
         if self._sp.eos_id() < 0:
             raise ValueError(f"SentencePiece model {self.model_path!r} has no eos piece; the "
                              "token layout needs one. Train with eos_id set (train_sentencepiece "
@@ -186,15 +190,12 @@ class SentencePieceTokenizer(Tokenizer):
         return self._sp.decode(ids)
 
 
-def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
-                        model_type: str = "bpe",
-                        max_len: Optional[int] = None) -> SentencePieceTokenizer:
-    """Trains a SentencePiece model on ``texts`` offline and writes it to ``model_path``.
+def sentencepiece_model(texts: Sequence[str], vocab_size: int, model_type: str = "bpe") -> bytes:
+    """The bytes of a SentencePiece model trained on ``texts`` offline.
 
-    Deterministic (one thread, input order kept): same texts -> same file. Ids: pad 0,
+    Deterministic (one thread, input order kept): same texts -> same bytes. Ids: pad 0,
     bos 1, eos 2, unk 3. BPE by default: on a small caption vocabulary unigram prunes to
-    sub-word fragments. vocab_size is an upper bound: a small corpus may give fewer pieces
-    (read ``.vocab_size`` of the returned tokenizer).
+    sub-word fragments. vocab_size is an upper bound: a small corpus may give fewer pieces.
     """
     texts = [_as_str(t) for t in texts]
     if not texts:
@@ -207,12 +208,21 @@ def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
         model_type=model_type, character_coverage=1.0, num_threads=1,
         pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
         shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+    return model.getvalue()
+
+
+def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
+                        model_type: str = "bpe",
+                        max_len: Optional[int] = None) -> SentencePieceTokenizer:
+    """Trains a SentencePiece model on ``texts`` (``sentencepiece_model``) and writes it to
+    ``model_path``; read ``.vocab_size`` of the returned tokenizer for the pieces it has."""
+    data = sentencepiece_model(texts, vocab_size, model_type)
     path = os.fspath(model_path)
     parent = os.path.dirname(path)
     if parent:
         tf.io.gfile.makedirs(parent)
     with tf.io.gfile.GFile(path + ".tmp", "wb") as f:  # then renamed: a killed process
-        f.write(model.getvalue())                      # never leaves a half-written model
+        f.write(data)                                  # never leaves a half-written model
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
     return SentencePieceTokenizer(path, max_len=max_len)
 
@@ -244,12 +254,19 @@ def get_tokenizer(config: Any) -> Tokenizer:
     else:
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415 - it imports this module
         tokenizer = ClipBpeTokenizer(_field(config, "path"), max_len=max_len)
+    check_vocab_size(config, tokenizer)
+    return tokenizer
+
+
+def check_vocab_size(config: Any, tokenizer: Tokenizer) -> None:
+    """``config.tokenizer.vocab_size``, when set, holds the tokenizer's vocabulary (it sizes the
+    text model's embedding)."""
     vocab_size = _field(config, "vocab_size")
     if vocab_size and int(vocab_size) < tokenizer.vocab_size:
+        kind = _field(config, "kind", "bytes")
         raise ValueError(
             f"config.tokenizer.vocab_size={vocab_size} is smaller than the {kind} tokenizer's "
             f"vocabulary ({tokenizer.vocab_size}); set it to >= {tokenizer.vocab_size}.")
-    return tokenizer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,13 @@ Damage: each save records a fingerprint of its values (a wrapping integer sum of
 leaf's bits, the same on any device layout) in the step's metadata. Restoring walks back from
 the newest step; one that cannot be read (a truncated or deleted file) or whose values do not
 match their fingerprint is reported, renamed ``<step>.damaged`` (so it is neither retried nor
-in the way of a new save at that step) and the previous one is used.
+in the way of a new save at that step) and the previous one is used. A reader
+(``read_only=True``: evaluation, another run reading this one) renames and removes nothing.
+
+Failed saves: an async save that fails (no space, a quota, a file-size limit, an I/O error)
+is noticed at the first step after it ended (``poll``, one process) or at the next save or wait
+(several), and raises ``write_failures.WriteFailed``; Orbax deletes old steps only after a
+save completed, so the previous checkpoint is kept.
 """
 
 import logging
@@ -27,6 +33,7 @@ from flax import serialization
 from jax.experimental import multihost_utils
 
 from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.runtime import write_failures
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint"
@@ -88,13 +95,19 @@ def _all_agree(ok: bool) -> bool:
 
 
 class Checkpointer:
-    """A ``CheckpointManager`` over ``directory`` holding train states."""
+    """A ``CheckpointManager`` over ``directory`` holding train states; ``read_only`` for a
+    process that only restores (it creates, renames and removes nothing)."""
 
-    def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True,
+                 read_only: bool = False):
         self.directory = os.path.abspath(directory)
+        self.read_only = read_only
+        self._pending: Optional[int] = None  # the step of a save that may still be running
+        self.failure: Optional[write_failures.WriteFailed] = None  # a save that failed
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True)
+            max_to_keep=None if read_only else max_to_keep, create=not read_only,
+            save_interval_steps=0 if read_only else 1, enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=not read_only, read_only=read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=ocp.StandardCheckpointHandler())
 
@@ -103,14 +116,56 @@ class Checkpointer:
 
     def save(self, state, force: bool = False, metadata: Optional[dict] = None) -> bool:
         """Starts saving ``state`` (global arrays) at its step, with ``metadata`` (JSON values)
-        and the values' fingerprint; returns whether it saves."""
+        and the values' fingerprint; returns whether it saves. ``WriteFailed`` when the
+        previous save failed, or this one cannot start for a write error."""
+        self.wait()
         step = int(jax.device_get(state.step))
         if step in self.manager.all_steps():
             return False
         values = _savable(state)
         custom = {**(metadata or {}), FINGERPRINT: _agreed_fingerprint(values, step)}
-        return self.manager.save(step, args=ocp.args.StandardSave(values), force=force,
-                                 custom_metadata=custom)
+        try:
+            saving = self.manager.save(step, args=ocp.args.StandardSave(values), force=force,
+                                       custom_metadata=custom)
+        except Exception as error:
+            if write_failures.cause_of(error).errno is None:
+                raise
+            raise self._failed(step, error) from error
+        self._pending = step if saving else None
+        return saving
+
+    def _failed(self, step: Optional[int], error: Optional[BaseException]) -> write_failures.WriteFailed:
+        """The ``WriteFailed`` of the save of ``step``; later errors of the same save (Orbax
+        raises it again from several places) are not reported again."""
+        cause = (write_failures.cause_of(error) if error is not None else write_failures.Cause(
+            None, None, "the save ended without writing its step folder"))
+        what = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
+        self.failure = write_failures.WriteFailed(what, self.directory, cause)
+        return self.failure
+
+    def wait(self) -> None:
+        """Blocks until a pending async save is complete; ``WriteFailed`` (on every process)
+        when it failed."""
+        pending, self._pending, error = self._pending, None, None
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - whatever stopped the save, it is not saved
+            error = e
+        if pending is None:  # (the same on every process)
+            if error is not None:
+                raise self._failed(None, error) from error
+            return
+        written = pending is not None and os.path.isdir(os.path.join(self.directory, str(pending)))
+        if not _all_agree(error is None and written):
+            raise self._failed(pending, error) from error
+
+    def poll(self) -> None:
+        """``WriteFailed`` as soon as a pending async save has failed; call it every step (one
+        process: it reads a flag; several processes learn of a failure at the next
+        ``save`` or ``wait``, where they synchronise anyway)."""
+        if self._pending is not None and jax.process_count() == 1 and \
+                not self.manager.is_saving_in_progress():
+            self.wait()
 
     def metadata(self, step: int) -> dict:
         """What ``save(..., metadata=...)`` recorded at ``step`` (and the fingerprint); empty
@@ -147,15 +202,21 @@ class Checkpointer:
             if step is not None:
                 raise CheckpointError(f"The checkpoint at step {step} in {self.directory} cannot "
                                       f"be restored: {_first_line(error)}") from error
+            if self.read_only:
+                log.warning("The checkpoint at step %d in %s is damaged (%s); the previous one is "
+                            "used (the next training run there sets it aside).", candidate,
+                            self.directory, _first_line(error))
+                continue
             log.warning("The checkpoint at step %d in %s is damaged (%s); it is renamed "
                         "%d.damaged and the previous one is used.", candidate, self.directory,
                         _first_line(error), candidate)
             self._set_aside(candidate)
         if steps:
+            renamed = "" if self.read_only else " (they are now named <step>.damaged)"
             raise CheckpointError(
-                f"None of the checkpoints {steps} in {self.directory} can be restored (they are "
-                "now named <step>.damaged). Move the workdir's checkpoints folder away to start "
-                "over, or restore it from a backup.")
+                f"None of the checkpoints {steps} in {self.directory} can be restored{renamed}. "
+                "Move the workdir's checkpoints folder away to start over, or restore it from a "
+                "backup.")
         return None
 
     def _raise_if_other_model(self, step: int, abstract) -> None:
@@ -189,12 +250,16 @@ class Checkpointer:
             multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
         self.manager.reload()
 
-    def wait(self) -> None:
-        """Blocks until a pending async save is complete."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
-        self.manager.close()
+        """Waits for a pending save (``WriteFailed`` if it failed) and closes the manager."""
+        try:
+            self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except Exception:
+                if self.failure is None:  # (else: the failure already reported, raised again)
+                    raise
 
 
 def restore_or_init(ckpt: Optional[Checkpointer], create_state, rng, mesh, layout: dict):

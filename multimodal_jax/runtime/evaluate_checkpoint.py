@@ -1,6 +1,7 @@
 """Evaluation of a saved run: restore the newest checkpoint of a workdir and evaluate it; or,
 for a workdir without checkpoints and a config with ``init_from``, evaluate the pretrained
-weights as they are (step 0), e.g. a published CLIP's zero-shot accuracy."""
+weights as they are (step 0), e.g. a published CLIP's zero-shot accuracy. A reader: it takes
+no workdir lock and changes no checkpoint, so it can run beside the training run."""
 
 import jax
 import ml_collections
@@ -26,7 +27,7 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                 "config.init_from to evaluate pretrained weights.")
     task = tasks.get_task(config.task)(config, workdir)
     mesh = mesh_lib.mesh_from_config(config.parallel)
-    ckpt = (checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), config.keep_checkpoints)
+    ckpt = (checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), read_only=True)
             if has_checkpoint else None)
     try:
         state = checkpoint.restore_or_init(ckpt, task.create_state, jax.random.key(config.seed),

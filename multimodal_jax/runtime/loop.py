@@ -6,12 +6,15 @@ returns the final metrics. The stream, the random keys and the step are all func
 (config, seed, step), so a run stopped and resumed ends bitwise-equal to one that never
 stopped.
 
-Reliability, for every task alike: a SIGTERM stops the run after the current step with a
-complete checkpoint (``preemption.py``); the task's step runs inside the non-finite guard
-(``guards.py``), which drops or halts on NaN / inf as ``config.on_nonfinite`` says
-("skip", the default, or "stop"); checkpoints survive ``kill -9`` and damaged ones are set
-aside (``checkpoint.py``). The loop reads the guard only where it syncs anyway: when it logs
-and when it saves.
+Reliability, for every task alike: one training run per workdir (``workdir_lock.py``); a
+SIGTERM or Ctrl-C stops the run after the current step with a complete checkpoint
+(``preemption.py``); the task's step runs inside the non-finite guard (``guards.py``), which
+drops or halts on NaN / inf as ``config.on_nonfinite`` says ("skip", the default, or "stop");
+checkpoints survive ``kill -9`` and damaged ones are set aside (``checkpoint.py``); a write
+that fails (a full disk) stops the run at once with ``write_failures.WriteFailed``, the
+previous checkpoint kept; a damaged data shard met mid-run stops it with the last finished
+step saved. The loop reads the guard only where it syncs anyway: when it logs and when it
+saves.
 """
 
 import json
@@ -27,6 +30,7 @@ import tqdm
 from multimodal_jax import tasks
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import device_input
+from multimodal_jax.data import tfrecord_shards
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import flops
 from multimodal_jax.parallel import mesh as mesh_lib
@@ -36,6 +40,8 @@ from multimodal_jax.runtime import guards
 from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import preemption
 from multimodal_jax.runtime import prerequisites
+from multimodal_jax.runtime import workdir_lock
+from multimodal_jax.runtime import write_failures
 
 log = logging.getLogger(__name__)
 SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far
@@ -74,18 +80,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_at_step: int | None = None) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints), its unfinished
     prerequisite runs first; returns the final metrics (evaluation and last train metrics).
-    Every config is checked before anything trains. ``stop_at_step`` ends the run early with
-    a checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
+    Every config is checked before anything trains; each run holds its workdir's lock
+    (``workdir_lock.WorkdirLocked`` when another run does). ``stop_at_step`` ends the run
+    early with a checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
     config_checks.validate(config, workdir)
     runs = prerequisites.pending(config, workdir)  # config.prerequisites still to train
     for run in runs:
         config_checks.validate(run.config, run.workdir)
-    for run in runs:
-        log.info("Prerequisite %r: training its config into %s first.", run.name, run.workdir)
-        metrics = _train_resolved(run.config, run.workdir)
-        if metrics.get("preempted"):  # stop here too: rerunning resumes the prerequisite
-            return metrics
-    return _train_resolved(config, workdir, stop_at_step)
+    with workdir_lock.hold(workdir):
+        for run in runs:
+            log.info("Prerequisite %r: training its config into %s first.", run.name, run.workdir)
+            with workdir_lock.hold(run.workdir):
+                metrics = _train_resolved(run.config, run.workdir)
+            if metrics.get("preempted"):  # stop here too: rerunning resumes the prerequisite
+                return metrics
+        return _train_resolved(config, workdir, stop_at_step)
 
 
 def _train_resolved(config, workdir, stop_at_step=None) -> dict:
@@ -94,7 +103,28 @@ def _train_resolved(config, workdir, stop_at_step=None) -> dict:
     config = prerequisites.resolve(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     with preemption.PreemptionWatcher() as watcher:
-        return _train(config, workdir, stop_at_step, watcher)
+        try:
+            return _train(config, workdir, stop_at_step, watcher)
+        except Exception as error:
+            failure = _write_failure(error, workdir)
+            if failure is None or failure is error:
+                raise
+            raise failure from error
+
+
+def _write_failure(error: Exception, workdir: str) -> write_failures.WriteFailed | None:
+    """``error`` as a ``WriteFailed`` naming the newest complete checkpoint (pending saves
+    have ended by now), or None when it is not a failed write."""
+    if isinstance(error, write_failures.WriteFailed):
+        failure = error
+    elif write_failures.is_write_failure(error):
+        failure = write_failures.WriteFailed("a file of the run", workdir,
+                                             write_failures.cause_of(error))
+    else:
+        return None
+    failure.kept_step = workdir_lib.latest_step(workdir)
+    failure.checkpoints = workdir_lib.checkpoint_dir(workdir)
+    return failure
 
 
 def _train(config, workdir, stop_at_step, watcher) -> dict:
@@ -129,7 +159,12 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
                     disable=not sys.stderr.isatty() or jax.process_index() != 0)
     started, final, preempted = time.time(), {}, False
     for step in range(start + 1, config.total_steps + 1):
-        carry, metrics = driver.step(carry, next(batches), root_key)
+        try:
+            carry, metrics = driver.step(carry, next(batches), root_key)
+        except tfrecord_shards.DamagedShard as error:  # the state of step - 1 is complete
+            _save_before_stopping(ckpt, driver, carry, error)
+            raise
+        ckpt.poll()  # a failed async save stops the run here
         bar.update(1)
         last = step == config.total_steps
         preempted = watcher.should_stop(step)
@@ -144,17 +179,34 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
         if stopping:
             break
         if step % config.eval_every_steps == 0 or last:
-            final.update(_evaluate(task, driver.get_state(carry.state), mesh, writer, workdir, step, last))
+            try:
+                final.update(_evaluate(task, driver.get_state(carry.state), mesh, writer, workdir,
+                                       step, last))
+            except tfrecord_shards.DamagedShard as error:
+                _save_before_stopping(ckpt, driver, carry, error)
+                raise
     bar.close()
     ckpt.wait()
     state = driver.get_state(carry.state)
     if preempted:
-        log.warning("Preempted: stopped at step %d with a complete checkpoint; rerun the same "
-                    "command to resume.", int(jax.device_get(state.step)))
+        step = int(jax.device_get(state.step))
+        log.warning("%s: stopped at step %d with a complete checkpoint; rerun the same command "
+                    "to resume.", watcher.reason(), step)
         final["preempted"] = True
+        final["interrupted"] = watcher.interrupted
     if start >= config.total_steps:  # nothing left to train: evaluate what is there
         final.update(_evaluate(task, state, mesh, writer, workdir, start, True))
     return {"step": int(jax.device_get(state.step)), **final}
+
+
+def _save_before_stopping(ckpt, driver, carry: guards.Carry, error: tfrecord_shards.DamagedShard) -> None:
+    """Saves the last finished step before a data error ends the run, and says so in it."""
+    step = int(jax.device_get(driver.get_state(carry.state).step))
+    if step == 0:
+        return
+    _save(ckpt, driver, carry, jax.device_get(driver.get_state(carry.guard)))
+    ckpt.wait()
+    error.saved_step = step
 
 
 def _evaluate(task, state, mesh, writer, workdir, step, final: bool) -> dict:

@@ -1,0 +1,222 @@
+"""One writer per workdir: a training run holds ``WORKDIR/lock.json`` (process 0 of a multi-host
+job) and a second run into the same workdir stops with an error saying who holds it.
+
+The file names the holder (host, pid, start time) and is locked with ``flock``, which the
+kernel releases when the holder dies, ``kill -9`` included, so a lock left behind is told from
+a live one without guessing. A file left by a dead process is taken over with a warning; when
+the file system cannot lock files (some network and FUSE mounts), a file naming this host and a
+pid that is gone (or reused by another process since) is taken over the same way, and one from
+another host is refused, with how to remove it. Readers (``train.evaluate``, ``inference``)
+take no lock and never wait for one.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+from typing import Iterator
+from typing import Optional
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+log = logging.getLogger(__name__)
+LOCK = "lock.json"
+
+
+class WorkdirLocked(RuntimeError):
+    """Another run trains in this workdir; the message names it and what to do."""
+
+
+def _boot_id() -> Optional[str]:
+    """This boot of this host (Linux), so that a pid from before a reboot is not trusted."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """When ``pid`` started, in clock ticks since boot (Linux), to tell a reused pid; None
+    when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _this_process() -> dict:
+    pid = os.getpid()
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"host": socket.gethostname(), "pid": pid, "started": started,
+            "boot_id": _boot_id(), "process_start": _process_start(pid)}
+
+
+def is_alive(holder: dict) -> Optional[bool]:
+    """Whether the process a lock file names still runs: True / False where this host can tell
+    (the same host), None for another host's."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    boot = _boot_id()
+    if holder.get("boot_id") and boot and holder["boot_id"] != boot:
+        return False
+    pid = int(holder.get("pid", 0))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    start = _process_start(pid)
+    return not (holder.get("process_start") and start and holder["process_start"] != start)
+
+
+def describe(holder: dict) -> str:
+    """``pid 123 on host h (started ...)``."""
+    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (started "
+            f"{holder.get('started', '?')})")
+
+
+def _parse(text: str) -> dict:
+    """The holder a lock file names; ``{}`` for an empty or unreadable file."""
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+class WorkdirLock:
+    """``WORKDIR/lock.json`` held by this process: ``acquire()`` or ``WorkdirLocked``;
+    ``release()`` removes it."""
+
+    def __init__(self, workdir: str):
+        self.workdir = os.path.abspath(workdir)
+        self.path = os.path.join(self.workdir, LOCK)
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        os.makedirs(self.workdir, exist_ok=True)
+        for _ in range(10):  # another run may remove or replace the file meanwhile: try again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                locked = self._flock(fd)
+                if locked and not self._still_the_file(fd):
+                    os.close(fd)
+                    continue
+                self._take(fd, locked)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return
+        raise WorkdirLocked(f"Could not lock {self.path}: other runs keep replacing it.")
+
+    def _flock(self, fd: int) -> bool:
+        """Locks the open file; False where the file system cannot lock files."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._held(self._read(fd), alive=True) from None
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            log.warning("The file system of %s cannot lock files (%s): only a lock file of "
+                        "this host's processes can be checked.", self.workdir, error.strerror)
+            return False
+        return True
+
+    def _still_the_file(self, fd: int) -> bool:
+        """Whether the path still names the file locked through ``fd`` (the previous holder
+        may have removed it on release, and a third run made a new one)."""
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    @staticmethod
+    def _read(fd: int) -> dict:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return _parse(os.read(fd, 65536).decode("utf-8", errors="replace"))
+
+    def _take(self, fd: int, locked: bool) -> None:
+        """Writes this process into the lock file; a file naming a process that is gone is
+        taken over with a warning."""
+        previous = self._read(fd)
+        if previous:
+            alive = is_alive(previous)
+            if not locked and alive is not False:  # nothing tells us it is gone
+                raise self._held(previous, alive)
+            if locked and alive is None:  # a remote holder's lock may not reach this host
+                raise self._held(previous, alive)
+            if locked and alive:  # its process runs, but does not hold the file: refuse too
+                raise self._held(previous, alive)
+            log.warning("Taking over the lock of %s left by %s, which is no longer running "
+                        "(it was stopped without releasing it, e.g. by kill -9).",
+                        self.workdir, describe(previous))
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (json.dumps(_this_process(), indent=1) + "\n").encode())
+        os.fsync(fd)
+
+    def _held(self, holder: dict, alive: Optional[bool]) -> WorkdirLocked:
+        who = describe(holder) if holder else "another process"
+        if alive is None:
+            return WorkdirLocked(
+                f"The workdir {self.workdir} is locked by a training run, {who}, which this host "
+                f"cannot check. Two runs in one workdir would write checkpoints of the same steps "
+                f"over each other. If that run is no longer running, delete {self.path} and rerun; "
+                "otherwise train in another --workdir. Evaluating (train.evaluate) needs no lock.")
+        return WorkdirLocked(
+            f"The workdir {self.workdir} is in use by another training run, {who}. Two runs in one "
+            "workdir would write checkpoints of the same steps over each other. Wait for it to "
+            "finish, or stop it (Ctrl-C or SIGTERM saves a checkpoint) and rerun this command to "
+            "resume; or train in another --workdir. Evaluating (train.evaluate) needs no lock.")
+
+    def release(self) -> None:
+        """Removes the lock file (while still holding it) and lets it go."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _agreed(ok: bool) -> bool:
+    """``ok`` on every process of the job."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))
+
+
+@contextlib.contextmanager
+def hold(workdir: str) -> Iterator[None]:
+    """Holds ``workdir``'s lock for the block (process 0 takes it, every process learns the
+    outcome); ``WorkdirLocked`` on every process when another run holds it."""
+    lock, error = WorkdirLock(workdir), None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except WorkdirLocked as e:
+            error = e
+    if not _agreed(error is None):  # process 0's outcome, on every process
+        try:
+            with open(lock.path) as f:
+                holder = _parse(f.read())
+        except OSError:
+            holder = {}
+        raise error or lock._held(holder, is_alive(holder) if holder else None)
+    try:
+        yield
+    finally:
+        lock.release()
