@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from multimodal_jax.cli import common
 from tests import env as test_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,3 +34,14 @@ def test_train_then_evaluate(shapes_data_dir, tmp_path):
         assert 0.0 <= evaluated[key] <= 1.0
         assert evaluated[key] == trained[key]  # same checkpoint, same numbers
     assert os.path.exists(os.path.join(workdir, "tokenizer.model"))
+
+
+def test_ctrl_c_outside_a_training_step_exits_130_without_a_traceback(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exited:
+        common.run_or_exit(interrupted)
+    assert exited.value.code == common.INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: Interrupted (Ctrl-C) outside a training step") and "Traceback" not in err

@@ -130,6 +130,24 @@ def test_leftover_temporary_checkpoint_folder_is_ignored_and_removed(tmp_path):
     assert _restored_step(directory) == 3
 
 
+def test_a_reader_changes_nothing_in_the_workdir(tmp_path, caplog):
+    """``train.evaluate`` beside a training run: a temporary folder may be the writer's save in
+    flight, so it stays; a damaged step is skipped, not renamed."""
+    directory = str(tmp_path / "checkpoints")
+    _saved(directory).close()
+    in_flight = "4.orbax-checkpoint-tmp-1795880000000000"
+    shutil.copytree(os.path.join(directory, "2"), os.path.join(directory, in_flight))
+    for path in _data_files(os.path.join(directory, "3")):
+        os.remove(path)
+    reader = checkpoint.Checkpointer(directory, read_only=True)
+    with caplog.at_level(logging.WARNING):
+        state = reader.restore(_state())
+    reader.close()
+    assert int(state.step) == 2
+    assert "the next training run there sets it aside" in caplog.text
+    assert sorted(os.listdir(directory)) == ["1", "2", "3", in_flight]
+
+
 def test_fingerprint_is_independent_of_the_device_layout():
     values = {"a": jnp.arange(64, dtype=jnp.float32).reshape(8, 8) / 7, "n": jnp.arange(16)}
     mesh = mesh_lib.data_mesh()

@@ -111,6 +111,7 @@ def setup_process() -> None:
             absl_logging.set_verbosity(absl_logging.WARNING)
         logging.getLogger("absl").addFilter(_no_orbax_tracebacks)
         logging.getLogger("asyncio").addFilter(_no_unretrieved_futures)
+        sys.excepthook = _without_closed_loop_callbacks(sys.excepthook)
     logging.getLogger("multimodal_jax").setLevel(
         logging.INFO if jax.process_index() == 0 else logging.WARNING)
     datasets.hide_accelerators_from_tf()
@@ -126,6 +127,19 @@ def _no_orbax_tracebacks(record: logging.LogRecord) -> bool:
     """Drops Orbax's error records with a traceback (a failed async save logs several, from
     its threads); the run reports the failure itself as ``WriteFailed``."""
     return not (record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _without_closed_loop_callbacks(excepthook: Callable) -> Callable:
+    """``excepthook`` except for "Event loop is closed" in asyncio's ``call_soon_threadsafe``:
+    TensorStore prints one (through ``sys.excepthook``) for each write of a failed save that
+    ends after Orbax closed its event loop, in the middle of the error that reported it."""
+    def hook(kind, value, tb):
+        frames = traceback.extract_tb(tb)
+        if not (kind is RuntimeError and str(value) == "Event loop is closed"
+                and any(f.name == "call_soon_threadsafe" for f in frames)):
+            excepthook(kind, value, tb)
+
+    return hook
 
 
 def _no_unretrieved_futures(record: logging.LogRecord) -> bool:
@@ -217,14 +231,14 @@ def _config_file_line(error: BaseException):
 
 def run_or_exit(fn: Callable):
     """Runs ``fn``; the errors a user can act on end the process with their message and their
-    code (``EXIT_CODES``) without a traceback (unless ``--verbosity=1``), and a Ctrl-C before
-    training started with 130."""
+    code (``EXIT_CODES``) without a traceback (unless ``--verbosity=1``), and a Ctrl-C outside
+    a training step (which handles it itself) with 130."""
     try:
         return fn()
     except KeyboardInterrupt:
         _traceback_if_verbose()
-        fail("Interrupted (Ctrl-C) before training started; nothing was saved. Rerun the same "
-             "command to start.", INTERRUPTED)
+        fail("Interrupted (Ctrl-C) outside a training step, so nothing new was saved. Rerun the "
+             "same command to continue from the newest checkpoint, if there is one.", INTERRUPTED)
     except tuple(kind for kind, _ in EXIT_CODES) as error:
         _traceback_if_verbose()
         fail(str(error), next(code for kind, code in EXIT_CODES if isinstance(error, kind)))

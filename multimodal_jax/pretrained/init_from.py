@@ -71,8 +71,7 @@ def restore_params(workdir: str) -> dict:
         raise FileNotFoundError(f"init_from: {workdir!r} holds no checkpoints/ folder; give the "
                                 "workdir of a finished run (python -m train ... --workdir DIR).")
     manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),
-                                    options=ocp.CheckpointManagerOptions(  # a reader: no writes
-                                        read_only=True, create=False, save_interval_steps=0))
+                                    options=ocp.CheckpointManagerOptions(create=False))  # reads
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"init_from: no checkpoint in {directory!r}.")

@@ -104,10 +104,11 @@ class Checkpointer:
         self.read_only = read_only
         self._pending: Optional[int] = None  # the step of a save that may still be running
         self.failure: Optional[write_failures.WriteFailed] = None  # a save that failed
+        # A reader: nothing created, no temporary folder removed (it may be a writer's save in
+        # flight), nothing deleted. (Orbax's own read_only option logs a warning on every use.)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else max_to_keep, create=not read_only,
-            save_interval_steps=0 if read_only else 1, enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=not read_only, read_only=read_only)
+            enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=ocp.StandardCheckpointHandler())
 
@@ -118,6 +119,8 @@ class Checkpointer:
         """Starts saving ``state`` (global arrays) at its step, with ``metadata`` (JSON values)
         and the values' fingerprint; returns whether it saves. ``WriteFailed`` when the
         previous save failed, or this one cannot start for a write error."""
+        if self.read_only:
+            raise ValueError(f"{self.directory} was opened to read: it saves nothing.")
         self.wait()
         step = int(jax.device_get(state.step))
         if step in self.manager.all_steps():
