@@ -5,6 +5,7 @@ exits 2 naming the levers, and ``--fit`` finds the boundary between a batch that
 that does not. Tiny ViT classifiers on ``v5e:2x2``: compiling for a TPU takes seconds to a
 minute per program here."""
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -94,7 +95,8 @@ def test_fit_finds_the_largest_batch_per_chip_that_fits(where):
     # 16384 patch tokens: one example's step takes about 8 GiB of the chip's 15.75 (few
     # compiles: those that fit take half a minute each, those that do not a few seconds).
     config = pod_compile.with_remat(_vit(width=32, image=256, patch=2, batch=4), "none")
-    best = pod_compile.largest_batch(config, where, start=1)
+    measure_at = functools.partial(pod_compile.measure, config, where)
+    best = pod_compile.largest_batch(measure_at, start=1, capacity=where.chip.hbm_bytes / 2 ** 30)
     assert best >= 1
     assert pod_compile.fits(config, where, best) and not pod_compile.fits(config, where, best + 1)
 
