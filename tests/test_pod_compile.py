@@ -23,12 +23,13 @@ TOPOLOGY = "v5e:2x2"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _vit(width=256, image=32, patch=8, batch=256, fsdp=1):
+def _vit(width=256, image=32, patch=8, batch=256, fsdp=1, attention="flax"):
     """A one-block ViT classifier whose matmuls dominate its step."""
     config = tiny.tiny_classifier_config("")
     config.batch_size = batch
     config.data.image_size = image
-    config.model.image.update(width=width, mlp_dim=4 * width, num_heads=4, patch_size=patch)
+    config.model.image.update(width=width, mlp_dim=4 * width, num_heads=4, patch_size=patch,
+                              attention_impl=attention)
     if fsdp > 1:
         config.parallel.update(fsdp=fsdp, rules=((".*", "fsdp"),))
     return config
@@ -102,6 +103,8 @@ def test_fit_finds_the_largest_batch_per_chip_that_fits(where):
 
 
 def test_two_slices_get_a_hybrid_mesh_with_fsdp_inside_each_slice():
+    # Attention through jax.nn.dot_product_attention (model.image.attention_impl="xla"): it
+    # lowers for the TPU too.
     from multimodal_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
     from multimodal_jax.runtime import pod_compile  # noqa: PLC0415
     where = pod_compile.target(TOPOLOGY, num_slices=2)
@@ -111,6 +114,6 @@ def test_two_slices_get_a_hybrid_mesh_with_fsdp_inside_each_slice():
     for group in mesh.devices:  # an FSDP group never spans the data-centre network
         assert len({d.slice_index for d in group}) == 1
     assert {d.slice_index for d in mesh.devices[:2].flat} != {d.slice_index for d in mesh.devices[2:].flat}
-    report = pod_compile.compile_config(_vit(width=128, image=16, batch=64, fsdp=2), TOPOLOGY,
+    report = pod_compile.compile_config(_vit(width=128, image=16, batch=64, fsdp=2, attention="xla"), TOPOLOGY,
                                         num_slices=2, with_eval=False, where=where)
     assert report["fits"] and report["chips"] == 8 and report["mesh"] == {"data": 4, "fsdp": 2}
