@@ -18,6 +18,7 @@ No credential is written: a field whose name says it holds one (``*token``, ``*s
 by ``REDACTED`` in both files, and the record lists the redacted fields.
 """
 
+import copy
 import datetime
 import json
 import os
@@ -31,6 +32,7 @@ from etils import epath
 
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import datasets
+from multimodal_jax.pretrained import init_from
 from multimodal_jax.runtime.config_checks import ConfigError
 
 FORMAT = 1
@@ -44,6 +46,7 @@ URL_USER = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECAS
 # recorded one builds another model, tokenizes or normalises differently.
 IDENTITY_FIELDS = ("task", "loss", "num_classes", "model", "tokenizer", "condition", "gan.z_dim")
 DATA_IDENTITY_FIELDS = ("image_size", "mean", "std")
+PATH_FIELDS = (("tokenizer", "path"), ("data", "data_dir"), ("", "init_from"))
 # Model fields that change how the same function is computed, not the function.
 HOW_NOT_WHAT = ("dtype", "remat_policy", "attention_impl")
 
@@ -132,12 +135,38 @@ def record_text(config: ml_collections.ConfigDict) -> str:
     return json.dumps(record, indent=1, sort_keys=True) + "\n"
 
 
+def _absolute(spec: str) -> str:
+    """A path (or ``KIND:PATH``) that exists relative to the current folder, made absolute, so
+    that the record reads the same from any folder; anything else as it is."""
+    kind, sep, path = spec.partition(":")
+    if sep and kind in init_from.KINDS:
+        return f"{kind}:{_absolute(path)}"
+    return os.path.abspath(spec) if spec and "://" not in spec and os.path.exists(spec) else spec
+
+
+def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of ``config`` whose file and folder fields (tokenizer, data dir, ``init_from``,
+    prerequisites' workdirs, recursively) are absolute where they exist."""
+    config = copy.deepcopy(config)
+    for block, name in PATH_FIELDS:
+        holder = config.get(block) if block else config
+        if holder is not None and isinstance(holder.get(name), str):
+            holder[name] = _absolute(holder[name])
+    for entry in (config.get("prerequisites") or {}).values():
+        if isinstance(entry.get("workdir"), str):
+            entry.workdir = _absolute(entry.workdir)
+        if entry.get("config") is not None:
+            entry.config = with_absolute_paths(entry.config)
+    return config
+
+
 def write(config: ml_collections.ConfigDict, workdir: str, command: Optional[Sequence[str]],
           start_step: int, processes: int = 1) -> None:
-    """Records ``config`` (resolved) as ``WORKDIR/config.json`` and appends ``command`` (None:
-    started from Python) to ``WORKDIR/commands.jsonl``. Call it on process 0 only."""
+    """Records ``config`` (resolved; its paths made absolute) as ``WORKDIR/config.json`` and
+    appends ``command`` (None: started from Python) to ``WORKDIR/commands.jsonl``. Call it on
+    process 0 only."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    text = record_text(config)
+    text = record_text(with_absolute_paths(config))
     if not (config_path(workdir).exists() and config_path(workdir).read_text() == text):
         _write_atomically(config_path(workdir), text)
     line = {"argv": redact_argv(command) if command is not None else None,
@@ -213,6 +242,8 @@ def identity(config) -> dict[str, Any]:
     for name in DATA_IDENTITY_FIELDS:
         value = datasets.field(data, name)
         out[f"data.{name}"] = tuple(value) if isinstance(value, (list, tuple)) else value
+    if isinstance(out.get("tokenizer.path"), str):
+        out["tokenizer.path"] = _absolute(out["tokenizer.path"])
     return {k: v for k, v in out.items()
             if not (k.startswith("model.") and k.rsplit(".", 1)[-1] in HOW_NOT_WHAT)}
 
