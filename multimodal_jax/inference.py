@@ -121,9 +121,7 @@ class Run:
         if paths and len(paths) != len(images):
             raise ValueError("Give images as file paths or as arrays, not a mix of both.")
         if not paths:
-            size = self.image_size
-            pixels = [self.preprocessor.pixels(i) for i in images]
-            return np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.float32)
+            return self.preprocessor.pixels(list(images))
         read = self.preprocessor.files(paths)
         if read.unreadable:
             listed = "; ".join(f"{name}: {why}" for name, why in read.unreadable)

@@ -202,6 +202,15 @@ def eval_image(image: tf.Tensor, cfg) -> tf.Tensor:
     return _normalise(_resize_and_centre_crop(_decode(image), size), cfg)
 
 
+def map_eval_images(images: tf.data.Dataset, cfg) -> tf.data.Dataset:
+    """``(key, image) -> (key, eval_image(image))`` over a dataset of a user's images, mapped as
+    the evaluation stream maps its examples (same parallel map, same options), so that an image
+    file gives bitwise the numbers its copy in a dataset gives. An image that fails to decode
+    is dropped; its key is missing from the output."""
+    ds = _parallel_map(images, lambda key, image: (key, eval_image(image, cfg)))
+    return ds.ignore_errors().with_options(_options())
+
+
 def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool) -> dict:
     """Decode, resize, (optionally flip), normalise the image; tokenise the text."""
     image = _decode(ex["image"])
