@@ -106,6 +106,24 @@ def test_hf_clip_export_loads_in_transformers_with_the_same_logits(clip, tmp_pat
     assert processor["image_mean"] == [0.5] * 3 and processor["crop_size"]["height"] == SIZE
 
 
+def test_a_published_clip_folder_runs_in_inference(clip, tmp_path):
+    """``inference.load_weights("hf_clip:DIR")`` (``predict --weights``) reads a CLIPModel folder
+    with its tokenizer and processor settings: here our own export."""
+    from multimodal_jax import inference  # noqa: PLC0415
+
+    _, model, params, tokenizer = clip
+    out = str(tmp_path / "published")
+    hf_export.export_clip(model, params, out, image_size=SIZE, mean=(0.25,) * 3, std=(0.5,) * 3,
+                          tokenizer=tokenizer, tokenizer_kind="clip_bpe", max_len=8)
+    run = inference.load_weights(f"hf_clip:{out}")
+    assert run.step == 0 and run.normalisation == ((0.25,) * 3, (0.5,) * 3) and run.image_size == SIZE
+    expected = model.apply({"params": params}, tokens=tokenizer.encode(TEXTS))["text_embedding"]
+    np.testing.assert_allclose(run.embed_texts(TEXTS), expected, atol=1e-6)
+    pixels = np.random.default_rng(1).integers(0, 256, (2, SIZE, SIZE, 3), np.uint8)
+    expected = model.apply({"params": params}, images=(pixels / 255.0 - 0.25) / 0.5)["image_embedding"]
+    np.testing.assert_allclose(run.embed_images(pixels), expected, atol=1e-5)
+
+
 def test_open_clip_export_imports_back_as_the_same_model(clip, tmp_path):
     _, model, params, tokenizer = clip
     out = str(tmp_path / "open_clip")

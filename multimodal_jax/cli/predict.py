@@ -3,6 +3,7 @@ train.predict ...`` from the repository root), with the run's recorded config (`
 ``--config.FIELD=VALUE`` overrides allowed), or ``--weights hf_clip:DIR`` for a published CLIP.
 
     zeroshot --images DIR_OR_GLOB --classes a,b,c [--template T]... [-k 5] [--out FILE.jsonl]
+             (a classification run: its own classes, no --classes)
     retrieve --images DIR_OR_GLOB --query "a red circle" [--query ...] [-k 5] [--out FILE.jsonl]
     embed    --images DIR_OR_GLOB | --texts FILE  --out FILE.npy
     caption  --images DIR_OR_GLOB [--method greedy|beam|sample] [--beam_size 4]
@@ -110,18 +111,22 @@ def _skipped(read) -> str:
 
 
 def zeroshot(run, f, items) -> None:
-    if not f["classes"].value:
-        common.fail("zeroshot needs --classes a,b,c (the class names).")
+    """Zero-shot classes of a contrastive run; a classifier's own classes (its head)."""
     classes = [c.strip() for c in f["classes"].value if c.strip()]
     templates = f["template"].value or None
+    if run.task == "classification" and (classes or templates):
+        common.fail("This is a classifier: it predicts its own classes with its head; leave out "
+                    "--classes and --template.")
+    if run.task != "classification" and not classes:
+        common.fail("zeroshot needs --classes a,b,c (the class names).")
     read = _read_images(run, items)
     results = run.classify(read, classes, templates, k=f["k"].value)
     out = Output(f["out"].value)
     for name, result in zip(read.names, results):
         out.line({"image": name, **result})
-    count = len(templates or run.default_templates())
-    out.close(f"zeroshot: {len(read.names)} images, {len(classes)} classes x {count} templates"
-              f"{_skipped(read)}")
+    what = (f"{len(classes)} classes x {len(templates or run.default_templates())} templates"
+            if classes else f"the classifier's {len(run.class_names())} classes")
+    out.close(f"zeroshot: {len(read.names)} images, {what}{_skipped(read)}")
 
 
 def retrieve(run, f, items) -> None:
