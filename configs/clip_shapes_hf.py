@@ -10,7 +10,10 @@ pools the class token (not a MAP head), normalises its embeddings before the enc
 and has no patch-embedding bias; LayerNorm epsilon 1e-5 in both towers (CLIP's, and open_clip's
 only one); the tokenizer is CLIP's byte-level BPE, its vocabulary learnt from the training
 captions into WORKDIR/clip_bpe/ (CLIPTokenizer reads it) instead of SentencePiece. Sizes, loss,
-steps and optimiser are the main job's. Measured (README, "Export"): see the table there.
+steps and optimiser are the main job's. Measured on a 2-core CPU (README, "Your images"):
+zero-shot top-1 98.4% on the test split and 83.8% on the held-out compositions (the main job:
+96.2% / 67.8%), retrieval R@1 40.1% / 37.7%; the exported CLIPModel, with its own processor and
+tokenizer in PyTorch, predicts the same class for every one of 1000 test images.
 """
 
 import ml_collections
