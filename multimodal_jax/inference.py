@@ -128,7 +128,8 @@ class Run:
             raise UnreadableImages(f"{len(read.unreadable)} image file(s) cannot be read: {listed}")
         return read.pixels
 
-    def _need(self, what: str) -> None:
+    def need(self, what: str) -> None:
+        """``ValueError`` unless this run can do ``what`` (a method name)."""
         if self.task not in WHAT_EACH_DOES[what]:
             runs = " or ".join(WHAT_EACH_DOES[what])
             raise ValueError(f"{what} needs a {runs} run; {self.source} holds a {self.task} run.")
@@ -144,7 +145,7 @@ class Run:
     def image_encoder(self):
         """Pure ``(params, images) -> [B, D]`` L2-normalised embeddings of preprocessed images
         (the projected embedding of a contrastive run, a classifier's pooled features)."""
-        self._need("embed_images")
+        self.need("embed_images")
         if self.task == "contrastive":
             return lambda p, x: self.model.apply({"params": p}, x, method=TwoTower.encode_image)
         return lambda p, x: _l2(self.model.apply({"params": p}, x)["pooled"])
@@ -152,7 +153,7 @@ class Run:
     @property
     def text_encoder(self):
         """Pure ``(params, tokens) -> [B, D]`` L2-normalised text embeddings."""
-        self._need("embed_texts")
+        self.need("embed_texts")
         return lambda p, t: self.model.apply({"params": p}, t, method=TwoTower.encode_text)
 
     def embed_images(self, images) -> np.ndarray:
@@ -195,7 +196,7 @@ class Run:
         """Probabilities ``[N, C]`` and the class names: zero-shot over ``classes`` (prompts
         from ``templates``, the run's by default; softmax of the scaled similarities, or each
         class's sigmoid for a SigLIP run), or a classifier's softmax over its classes."""
-        self._need("classify")
+        self.need("classify")
         pixels = self.preprocess(images)
         if self.task == "classification":
             fn = self._fn("logits", lambda: lambda p, x: self.model.apply({"params": p}, x)["logits"])
@@ -228,7 +229,7 @@ class Run:
                 seed: int = 0) -> list[str]:
         """Captions of the images: the run's ``config.decoding`` (greedy by default), changed by
         the arguments given (``method`` "greedy", "beam" or "sample")."""
-        self._need("caption")
+        self.need("caption")
         chosen = dict(method=method, beam_size=beam_size, temperature=temperature, top_k=top_k)
         settings = {**dict(self.config.get("decoding") or {}),
                     **{k: v for k, v in chosen.items() if v is not None}}
@@ -245,7 +246,7 @@ class Run:
         """uint8 images ``[len(prompts), n, S, S, 3]``: ``n`` samples per prompt (a caption, or
         a class name for a class-conditional GAN), noise from ``seed``; the GAN's own sampler
         (``tasks.adversarial.generate``, which its evaluation uses too)."""
-        self._need("generate")
+        self.need("generate")
         setup = self.extras["setup"]
         raw = np.repeat(self._conditions(list(prompts)), n, axis=0)
         z = np.asarray(jax.random.normal(jax.random.key(seed), (len(raw), setup.z_dim)), np.float32)

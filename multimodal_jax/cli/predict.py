@@ -217,6 +217,8 @@ def generate(run, f, items) -> None:
     print(f"generate: {len(prompts)} prompts x {n} samples -> {folder} (grid {grid})", flush=True)
 
 
+NEEDS = dict(zeroshot="classify", retrieve="embed_texts", embed="embed_images", caption="caption",
+             generate="generate")
 COMMANDS = dict(zeroshot=zeroshot, retrieve=retrieve, embed=embed, caption=caption,
                 generate=generate)
 
@@ -248,6 +250,7 @@ def main(argv, f) -> None:
     command, items = COMMANDS[argv[1]], list(f["images"].value) + list(argv[2:])
     run = common.run_or_exit(lambda: _load(f))
     try:
+        run.need(NEEDS[argv[1]])  # before any image is read
         command(run, f, items if command is not generate else list(argv[2:]))
     except (ValueError, FileNotFoundError) as error:
         common.fail(str(error))
