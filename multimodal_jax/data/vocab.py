@@ -15,7 +15,8 @@ MAX_TRAINING_CAPTIONS = 100_000
 
 
 def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAINING_CAPTIONS) -> list[str]:
-    """Up to ``limit`` captions of the train split, in file order, images left undecoded."""
+    """Up to ``limit`` examples' captions of the train split, in file order, images left
+    undecoded; empty captions (a language that withholds an example) are skipped."""
     if not data_cfg.text_key:
         raise ValueError(
             f"Cannot train a SentencePiece model for {data_cfg.name!r}: it has no text_key. Set "
@@ -30,7 +31,7 @@ def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAI
         for part in data_cfg.text_key.split("/"):
             value = value[part]
         values = value if hasattr(value, "__len__") and not isinstance(value, bytes) else [value]
-        texts.extend(v.decode("utf-8") for v in values)
+        texts.extend(v.decode("utf-8") for v in values if v)
     return texts
 
 
@@ -44,7 +45,8 @@ def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: str, shapes_onl
     if tok_cfg.kind == "sentencepiece" and not tok_cfg.path:
         path = os.path.join(workdir, "tokenizer.model")
         if jax.process_index() == 0 and not os.path.exists(path):
-            tokenizers.train_sentencepiece(training_captions(config.data), path, tok_cfg.vocab_size)
+            tokenizers.train_sentencepiece(training_captions(config.data), path, tok_cfg.vocab_size,
+                                           byte_fallback=tok_cfg.get("byte_fallback", False))
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("tokenizer trained")
         tok_cfg = ml_collections.ConfigDict({**tok_cfg.to_dict(), "path": path})
