@@ -135,7 +135,10 @@ def _example_seed(seed: int, index: tf.Tensor, salt: int) -> tf.Tensor:
 
 
 def _pick(options: tf.Tensor, seed: int, index, random: bool) -> tf.Tensor:
-    """One element of a 1-D string tensor: seeded per example when ``random``, else the first."""
+    """One non-empty element of a 1-D string tensor: seeded per example when ``random``, else
+    the first. An empty string is no text (the built-in multilingual dataset's withheld
+    captions); a list without empty strings is picked from exactly as before."""
+    options = tf.boolean_mask(options, tf.strings.length(options) > 0)
     n = tf.shape(options)[0]
     padded = tf.concat([options, tf.constant([""])], axis=0)  # "" when there are none.
     if not random:
@@ -224,6 +227,8 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
     if train and datasets.field(cfg, "flip"):
         image = tf.image.stateless_random_flip_left_right(image, _example_seed(seed, ex["_index"], _FLIP_SALT))
     out = {"image": _normalise(image, cfg)}
+    if not train:  # which example of the (filtered) split a row is, for joining other fields
+        out["index"] = ex["_index"]
     if "label" in ex:
         out["label"] = ex["label"]
     if tokenizer is not None and "text" in ex:
@@ -366,7 +371,8 @@ def make_eval_dataset(
 ) -> tf.data.Dataset:
     """One pass over ``split`` in order; this process's contiguous part, padded with mask=False so
     every process yields the same number of local batches. ``filter=(feature, value)`` keeps
-    examples whose feature equals value (e.g. ("num_objects", 1))."""
+    examples whose feature equals value (e.g. ("num_objects", 1)). Each row's ``index`` is its
+    place in the (filtered) split: rows gathered from several processes are not in file order."""
     process_index, process_count = _processes(process_index, process_count)
     local = _local_batch_size(global_batch_size, process_count)
     builder, table, max_len = _setup(data_cfg, tokenizer)
@@ -396,7 +402,8 @@ def make_eval_iterator(
     process_index: int | None = None, process_count: int | None = None,
     filter: tuple[str, Any] | None = None,  # noqa: A002
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Finite numpy batches {"image", "tokens", "label"?, "mask"} of ``split`` (see make_eval_dataset)."""
+    """Finite numpy batches {"image", "tokens", "label"?, "index", "mask"} of ``split`` (see
+    make_eval_dataset)."""
     return make_eval_dataset(
         data_cfg, split, tokenizer, global_batch_size, process_index, process_count, filter
     ).as_numpy_iterator()

@@ -17,7 +17,8 @@ MAX_TRAINING_CAPTIONS = 100_000
 
 
 def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAINING_CAPTIONS) -> list[str]:
-    """Up to ``limit`` captions of the train split, in file order, images left undecoded."""
+    """Up to ``limit`` examples' captions of the train split, in file order, images left
+    undecoded; empty captions (a language that withholds an example) are skipped."""
     if not data_cfg.text_key:
         raise ValueError(
             f"Cannot train a SentencePiece model for {data_cfg.name!r}: it has no text_key. Set "
@@ -32,7 +33,7 @@ def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAI
         for part in data_cfg.text_key.split("/"):
             value = value[part]
         values = value if hasattr(value, "__len__") and not isinstance(value, bytes) else [value]
-        texts.extend(v.decode("utf-8") for v in values)
+        texts.extend(v.decode("utf-8") for v in values if v)
     return texts
 
 
@@ -53,7 +54,8 @@ def tokenizer_config(config: ml_collections.ConfigDict, workdir: str) -> ml_coll
 def _train(kind: str, config: ml_collections.ConfigDict, path: str) -> None:
     texts = training_captions(config.data)
     if kind == "sentencepiece":
-        tokenizers.train_sentencepiece(texts, path, config.tokenizer.vocab_size)
+        tokenizers.train_sentencepiece(texts, path, config.tokenizer.vocab_size,
+                                       byte_fallback=config.tokenizer.get("byte_fallback", False))
     else:
         from multimodal_jax.data import clip_bpe  # noqa: PLC0415 - it imports tokenizers
 
