@@ -9,13 +9,18 @@ of its bytes. A file joins with one call where it is written, and one where it i
     data = run_files.read(workdir, "tokenizer.model", advice)    # RunFileError if it changed
     run_files.adopt(workdir, "tokenizer.model", data)            # (a file not recorded yet)
 
+Today: the trained tokenizer (``tokenizer.model``, or ``clip_bpe/vocab.json`` and
+``clip_bpe/merges.txt``; ``data/vocab.py``) and the config record (``config.json``;
+``runtime/run_record.py``, which the run itself rewrites at each start: ``replaces=True``).
+
 A file is bound to the run's checkpoints: while the workdir holds none, a file that changed is
 simply recorded again (nothing was trained with the old one); once it holds some, a changed
 file is an error whose message says what was recorded, what is there now and ``advice`` (how
 to restore it). Checkpoints carry their own fingerprints (``runtime/checkpoint.py``).
 
 The record is written before the file (each atomically: a temporary file, then a rename), so a
-process killed in between leaves a record without its file, never a file without its record.
+process killed in between leaves a record without its file, never a file without its record;
+a file being replaced is recorded with both fingerprints until the new one is in place.
 Paths go through ``etils.epath`` and work on a bucket as well.
 """
 
@@ -76,26 +81,43 @@ def _atomic_write(path: epath.Path, data: bytes) -> None:
     """``data`` to ``path`` through a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f"{path.name}.tmp-{os.getpid()}"
-    temporary.write_bytes(data)
+    try:
+        temporary.write_bytes(data)
+    except OSError as error:  # a failed write names no file: name it (a full disk's error says where)
+        if error.filename is not None or not error.errno:
+            raise
+        raise OSError(error.errno, error.strerror, os.fspath(temporary)) from error
     temporary.replace(path)
 
 
-def record(workdir, name: str, data: bytes) -> None:
-    """Records ``data`` as the bytes of ``workdir/name`` (the file itself is not written)."""
+def record(workdir, name: str, data: bytes, previous: Optional[dict] = None) -> None:
+    """Records ``data`` as the bytes of ``workdir/name`` (the file itself is not written);
+    ``previous``: a fingerprint the file may still have, while it is being replaced."""
     entries = _entries(workdir)
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     entries[name] = {**fingerprint(data), "recorded": stamp}
+    if previous is not None:
+        entries[name]["previous"] = {"sha256": previous["sha256"], "bytes": previous["bytes"]}
     text = json.dumps({"format": FORMAT, "files": entries}, indent=1, sort_keys=True) + "\n"
     _atomic_write(_manifest_path(workdir), text.encode())
 
 
-def write(workdir, name: str, data: bytes, advice: str = "") -> None:
+def write(workdir, name: str, data: bytes, advice: str = "", replaces: bool = False) -> None:
     """Writes ``data`` to ``workdir/name`` with its fingerprint recorded first (call it on one
     process). A file recorded with other bytes while the workdir has checkpoints is a
-    ``RunFileError`` (with ``advice``): the checkpoints were trained with the recorded one."""
-    _check(workdir, name, data, advice)
-    record(workdir, name, data)
+    ``RunFileError`` (with ``advice``): the checkpoints were trained with the recorded one.
+    ``replaces``: the run itself replaces the recorded file (it was checked when read); the
+    record accepts the old bytes too until the new ones are in place."""
+    if not replaces:
+        _check(workdir, name, data, advice)
+        record(workdir, name, data)
+        _atomic_write(epath.Path(workdir) / name, data)
+        return
+    before = recorded(workdir, name)
+    record(workdir, name, data, previous=before)
     _atomic_write(epath.Path(workdir) / name, data)
+    if before is not None:
+        record(workdir, name, data)
 
 
 def read(workdir, name: str, advice: str) -> bytes:
@@ -121,7 +143,8 @@ def _check(workdir, name: str, data: bytes, advice: str) -> Optional[dict]:
     has checkpoints trained with the recorded bytes."""
     expected = recorded(workdir, name)
     actual = fingerprint(data)
-    if expected is None or expected["sha256"] == actual["sha256"]:
+    if expected is None or actual["sha256"] in (expected["sha256"],
+                                                expected.get("previous", {}).get("sha256")):
         return expected
     steps = workdir_lib.saved_steps(str(workdir))
     if not steps:

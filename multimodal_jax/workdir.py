@@ -1,7 +1,10 @@
 """Where a run keeps its files, and what may be asked of a workdir without opening them.
 
     WORKDIR/checkpoints/<step>/   Orbax steps (``runtime/checkpoint.py``)
+    WORKDIR/config.json           the resolved config the run trains with (``runtime/run_record.py``)
+    WORKDIR/commands.jsonl        the command line of each start of training
     WORKDIR/tokenizer.model       the SentencePiece model trained for the run, if any
+    WORKDIR/clip_bpe/             the CLIP BPE vocabulary (vocab.json, merges.txt) trained for it, if any
     WORKDIR/run_files.json        fingerprints of the run files a resume reads (``run_files.py``)
     WORKDIR/lock.json             who trains in the workdir now (``runtime/workdir_lock.py``)
     WORKDIR/metrics.jsonl         one JSON line per logged step
@@ -19,6 +22,9 @@ import tempfile
 
 CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.model"
+CLIP_BPE = "clip_bpe"
+CONFIG_RECORD = "config.json"
+COMMANDS = "commands.jsonl"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 PICTURES = "pictures"

@@ -1,10 +1,10 @@
 """Faults from outside the config, injected for real into ``python -m train``: a file-size limit
 (writes fail with EFBIG, a full disk without root), a second run into a busy workdir (and an
-evaluation beside it, which needs no lock), Ctrl-C
-once and twice, a replaced and a truncated tokenizer, a truncated and a corrupted data shard,
-a ``kill -9`` forced during an async save. Each checks the exit code, the first line of the
-error (the lines before it are the run's own log), and that the last complete checkpoint
-restores and resumes bitwise equal to a run that never failed.
+evaluation beside it, which needs no lock), Ctrl-C once and twice, a replaced and a truncated
+tokenizer, a truncated and a corrupted data shard, a ``kill -9`` forced during an async save, a
+workdir moved away while training. Each checks the exit code, the first line of the error (the
+lines before it are the run's own log), and that the last complete checkpoint restores and
+resumes bitwise equal to a run that never failed.
 
 Every faulty run resumes the same half-trained workdir (steps 2, 4, 6 of 12); the reference
 and the resumes run in this process, the faulty runs as the command a user types.
@@ -205,6 +205,24 @@ def test_ctrl_c_twice_ends_the_run_at_once(base, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         _assert_resumes_bitwise(base, workdir)
     assert f"Taking over the lock of {workdir} left by pid {process.pid}" in caplog.text
+
+
+def test_a_workdir_moved_away_while_training_stops_the_run_clearly(base, tmp_path):
+    """A workdir deleted or moved under a run: the next save (here the one SIGTERM asks for)
+    stops it with one paragraph instead of writing a lone checkpoint where the workdir was."""
+    workdir = _half_copy(base, tmp_path)
+    process = _start(base, workdir)
+    _wait_for(process, lambda: "Restored step 6 from" in _stderr(process), "the restore")
+    os.rename(workdir, workdir + ".moved")
+    process.send_signal(signal.SIGTERM)
+    code, err = _finish(process, timeout=300)
+    assert code == 4, err[-3000:]
+    assert _error_line(err).startswith(f"error: The workdir {workdir} was deleted or moved while this "
+                                       "run trained in it")
+    assert "Traceback" not in err and "Preempted" not in err
+    shutil.rmtree(workdir, ignore_errors=True)  # what the run made again where the workdir was
+    os.rename(workdir + ".moved", workdir)  # put back, as the error says
+    _assert_resumes_bitwise(base, workdir)
 
 
 @pytest.mark.parametrize("damage", ["replaced", "truncated"])

@@ -5,6 +5,7 @@ exits 2 naming the levers, and ``--fit`` finds the boundary between a batch that
 that does not. Tiny ViT classifiers on ``v5e:2x2``: compiling for a TPU takes seconds to a
 minute per program here."""
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -22,12 +23,13 @@ TOPOLOGY = "v5e:2x2"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _vit(width=256, image=32, patch=8, batch=256, fsdp=1):
+def _vit(width=256, image=32, patch=8, batch=256, fsdp=1, attention="flax"):
     """A one-block ViT classifier whose matmuls dominate its step."""
     config = tiny.tiny_classifier_config("")
     config.batch_size = batch
     config.data.image_size = image
-    config.model.image.update(width=width, mlp_dim=4 * width, num_heads=4, patch_size=patch)
+    config.model.image.update(width=width, mlp_dim=4 * width, num_heads=4, patch_size=patch,
+                              attention_impl=attention)
     if fsdp > 1:
         config.parallel.update(fsdp=fsdp, rules=((".*", "fsdp"),))
     return config
@@ -94,12 +96,15 @@ def test_fit_finds_the_largest_batch_per_chip_that_fits(where):
     # 16384 patch tokens: one example's step takes about 8 GiB of the chip's 15.75 (few
     # compiles: those that fit take half a minute each, those that do not a few seconds).
     config = pod_compile.with_remat(_vit(width=32, image=256, patch=2, batch=4), "none")
-    best = pod_compile.largest_batch(config, where, start=1)
+    measure_at = functools.partial(pod_compile.measure, config, where)
+    best = pod_compile.largest_batch(measure_at, start=1, capacity=where.chip.hbm_bytes / 2 ** 30)
     assert best >= 1
     assert pod_compile.fits(config, where, best) and not pod_compile.fits(config, where, best + 1)
 
 
 def test_two_slices_get_a_hybrid_mesh_with_fsdp_inside_each_slice():
+    # Attention through jax.nn.dot_product_attention (model.image.attention_impl="xla"): it
+    # lowers for the TPU too.
     from multimodal_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
     from multimodal_jax.runtime import pod_compile  # noqa: PLC0415
     where = pod_compile.target(TOPOLOGY, num_slices=2)
@@ -109,6 +114,6 @@ def test_two_slices_get_a_hybrid_mesh_with_fsdp_inside_each_slice():
     for group in mesh.devices:  # an FSDP group never spans the data-centre network
         assert len({d.slice_index for d in group}) == 1
     assert {d.slice_index for d in mesh.devices[:2].flat} != {d.slice_index for d in mesh.devices[2:].flat}
-    report = pod_compile.compile_config(_vit(width=128, image=16, batch=64, fsdp=2), TOPOLOGY,
+    report = pod_compile.compile_config(_vit(width=128, image=16, batch=64, fsdp=2, attention="xla"), TOPOLOGY,
                                         num_slices=2, with_eval=False, where=where)
     assert report["fits"] and report["chips"] == 8 and report["mesh"] == {"data": 4, "fsdp": 2}

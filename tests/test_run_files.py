@@ -122,3 +122,51 @@ def test_a_missing_tokenizer_is_trained_again_and_must_match(tokenizer_config, t
     with pytest.raises(run_files.RunFileError, match="Training it again from the captions gave another"):
         vocab.ensure_tokenizer(tokenizer_config, str(workdir))
     assert not (workdir / workdir_lib.TOKENIZER).exists()  # not written
+
+
+def test_a_file_the_run_replaces_is_checked_against_the_old_or_new_bytes_meanwhile(tmp_path):
+    """``replaces=True`` (the config record, rewritten at each start): no error for new bytes,
+    and a process killed between the record and the file leaves the old bytes acceptable."""
+    run_files.write(tmp_path, "config.json", b'{"a": 1}')
+    _with_checkpoint(tmp_path)
+    run_files.write(tmp_path, "config.json", b'{"a": 2}', replaces=True)
+    assert run_files.read(tmp_path, "config.json", "") == b'{"a": 2}'
+    assert "previous" not in run_files.recorded(tmp_path, "config.json")
+    run_files.record(tmp_path, "config.json", b'{"a": 3}',  # killed before the rename
+                     previous=run_files.recorded(tmp_path, "config.json"))
+    assert run_files.read(tmp_path, "config.json", "") == b'{"a": 2}'
+    (tmp_path / "config.json").write_bytes(b'{"a": 4}')  # neither: edited by hand
+    with pytest.raises(run_files.RunFileError, match="config.json differs"):
+        run_files.read(tmp_path, "config.json", "")
+
+
+@pytest.fixture(scope="module")
+def bpe_config(tokenizer_config):
+    config = tokenizer_config.copy_and_resolve_references()
+    config.tokenizer = ml_collections.ConfigDict({"kind": "clip_bpe", "path": "", "vocab_size": 560,
+                                                  "max_len": tokenizer_config.tokenizer.max_len})
+    return config
+
+
+def test_a_trained_clip_bpe_vocabulary_is_recorded_and_checked(bpe_config, tmp_path, caplog):
+    names = vocab.TRAINED_FILES["clip_bpe"]
+    assert names == ("clip_bpe/vocab.json", "clip_bpe/merges.txt")
+    trained = vocab.ensure_tokenizer(bpe_config, str(tmp_path))
+    for name in names:
+        assert run_files.recorded(tmp_path, name)["sha256"] == \
+            run_files.fingerprint((tmp_path / name).read_bytes())["sha256"]
+    _with_checkpoint(tmp_path)
+    original = (tmp_path / names[1]).read_bytes()
+    (tmp_path / names[1]).write_bytes(original[: len(original) // 2])  # merges cut short
+    with pytest.raises(run_files.RunFileError) as error:
+        vocab.ensure_tokenizer(bpe_config, str(tmp_path))
+    assert f"{tmp_path / names[1]} differs from the one the checkpoints" in str(error.value)
+    assert "Restore clip_bpe from a backup" in str(error.value) and "(train_clip_bpe)" in str(error.value)
+    with pytest.raises(run_files.RunFileError):  # a reader (inference, predict) checks too
+        vocab.trained_tokenizer(bpe_config, str(tmp_path))
+    (tmp_path / names[1]).unlink()  # deleted, as the error says: trained again, it matches
+    with caplog.at_level(logging.WARNING):
+        again = vocab.ensure_tokenizer(bpe_config, str(tmp_path))
+    assert "merges.txt was missing: trained it again from the captions; it matches" in caplog.text
+    assert (tmp_path / names[1]).read_bytes() == original
+    assert (again.encode(["a red circle"]) == trained.encode(["a red circle"])).all()

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import workdir_lock
 from tests import env as test_env
@@ -40,6 +41,30 @@ def test_the_lock_names_its_holder_and_is_removed_on_release(tmp_path):
     assert workdir_lock.is_alive(holder) is True
     lock.release()
     assert not (tmp_path / "run" / workdir_lock.LOCK).exists()
+
+
+def test_a_workdir_moved_or_taken_while_held_is_found_gone(tmp_path):
+    """``check_still_held`` (before each save) and the errors of a restore whose folder went:
+    moved away, or made again and locked by another run, the workdir is not the run's any more."""
+    workdir = str(tmp_path / "run")
+    lock = workdir_lock.WorkdirLock(workdir)
+    lock.acquire()
+    try:
+        workdir_lock.check_still_held(workdir)  # still there: no error
+        assert loop._write_failure(ValueError("a bad value"), workdir) is None  # not a fault
+        os.rename(workdir, workdir + ".moved")
+        with pytest.raises(workdir_lock.WorkdirGone, match="it no longer exists"):
+            workdir_lock.check_still_held(workdir)
+        gone = loop._write_failure(checkpoint.CheckpointError("None of the checkpoints ..."), workdir)
+        assert isinstance(gone, workdir_lock.WorkdirGone)
+        assert str(gone).startswith(f"The workdir {workdir} was deleted or moved while this run "
+                                    "trained in it")
+        _write_holder(workdir, pid=_dead_pid())  # another run made it again meanwhile
+        with pytest.raises(workdir_lock.WorkdirGone, match="gone or names another process"):
+            workdir_lock.check_still_held(workdir)
+    finally:
+        lock.release()
+    assert os.path.exists(os.path.join(workdir, workdir_lock.LOCK))  # not ours: not removed
 
 
 def test_a_held_lock_refuses_a_second_holder(tmp_path):

@@ -1,8 +1,10 @@
 """Failed writes (``runtime/write_failures.py``, ``runtime/checkpoint.py``): the errno and file
 are read from Orbax's and Python's errors, the message says what failed, why, the free space
 and the checkpoint kept; a save that fails under a real file-size limit (EFBIG) raises
-``WriteFailed`` and deletes no older checkpoint, even with ``max_to_keep=1``."""
+``WriteFailed`` and deletes no older checkpoint, even with ``max_to_keep=1``; so does a run's
+first write, its lock file or its config record."""
 
+import contextlib
 import errno
 import os
 import resource
@@ -10,8 +12,12 @@ import resource
 import numpy as np
 import pytest
 
+from multimodal_jax.cli import common
 from multimodal_jax.runtime import checkpoint
+from multimodal_jax.runtime import loop
+from multimodal_jax.runtime import workdir_lock
 from multimodal_jax.runtime import write_failures
+from tests import tiny
 from tests.test_reliability import _state
 
 ORBAX_TEXT = ('OUT_OF_RANGE: Error writing "opt_state.1.0.mu.scale/0" in OCDBT database at local '
@@ -68,11 +74,12 @@ def test_a_save_under_a_file_size_limit_fails_clearly_and_keeps_the_previous_one
         with pytest.raises(write_failures.WriteFailed) as error:
             ckpt.save(_state(3.0, 3))
             ckpt.wait()
+        with contextlib.suppress(write_failures.WriteFailed):  # (the same failure, again)
+            ckpt.close()  # the save's other threads end under the limit too, as in a run
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, previous)
     assert error.value.cause.errno == errno.EFBIG
     assert str(error.value).startswith("Writing the checkpoint of step 3 failed: File too large")
-    ckpt.close()
     kept = [n for n in os.listdir(directory) if n.isdigit()]
     assert sorted(kept) == (["2"] if max_to_keep == 1 else ["1", "2"])
     reader = checkpoint.Checkpointer(directory, read_only=True)
@@ -80,3 +87,35 @@ def test_a_save_under_a_file_size_limit_fails_clearly_and_keeps_the_previous_one
     reader.close()
     assert int(state.step) == 2
     np.testing.assert_array_equal(state.params["w"], 2.0)
+
+
+def test_a_full_disk_at_the_lock_is_a_write_failure(tmp_path):
+    lock = workdir_lock.WorkdirLock(str(tmp_path))
+    previous = _size_limited(16)  # a partial write, then EFBIG
+    try:
+        with pytest.raises(write_failures.WriteFailed) as error:
+            lock.acquire()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
+        lock.release()
+    assert str(error.value).startswith("Writing the workdir's lock file (lock.json) failed: File too "
+                                       f"large (EFBIG), writing {tmp_path}/lock.json. The run stopped.")
+    assert "No checkpoint was complete yet; once this is fixed, rerun the same command." in str(error.value)
+
+
+def test_a_full_disk_when_training_starts_is_one_paragraph_and_exit_4(shapes_data_dir, tmp_path, capsys):
+    """The run's first large write, its config record, fails before anything heavy runs."""
+    workdir = str(tmp_path / "run")
+    previous = _size_limited(600)  # the lock file and the fingerprints fit, the record does not
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            common.run_or_exit(lambda: loop.train_and_evaluate(tiny.tiny_shapes_config(shapes_data_dir),
+                                                               workdir, command=["train"]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
+    assert exit_info.value.code == common.WRITE_FAILED == 4
+    err = capsys.readouterr().err
+    assert err.startswith("error: Writing the record of the run (config.json, commands.jsonl) failed: "
+                          f"File too large (EFBIG), writing {workdir}/config.json.tmp-")
+    assert "No checkpoint was complete yet; once this is fixed, rerun the same command." in err
+    assert len(err.splitlines()) == 1 and not os.path.exists(os.path.join(workdir, "lock.json"))

@@ -5,7 +5,8 @@ Exit codes: 0 done (or stopped by a preemption notice, with a checkpoint to resu
 2 bad command line, config or input file, a workdir another run trains in, a damaged run file
 or data shard (one paragraph on stderr, no traceback); 3 the run met a non-finite value with
 ``on_nonfinite='stop'`` (its last good state is checkpointed); 4 a write failed (no space,
-quota, file-size limit, I/O error, permission; the previous checkpoint is kept); 130 stopped by
+quota, file-size limit, I/O error, permission; the previous checkpoint is kept) or the workdir
+was deleted or moved while the run trained in it; 130 stopped by
 Ctrl-C (with a checkpoint to resume from); 1 no restorable checkpoint, or anything unexpected
 (with its traceback). ``--verbosity=1`` adds the traceback to the one-paragraph errors.
 """
@@ -18,6 +19,7 @@ import sys
 import traceback
 from typing import Callable
 from typing import NamedTuple
+from typing import Optional
 from typing import Sequence
 
 import jax
@@ -31,9 +33,11 @@ from multimodal_jax.data import datasets
 from multimodal_jax.data.tfrecord_shards import DamagedShard
 from multimodal_jax.run_files import RunFileError
 from multimodal_jax.runtime import distributed
+from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
 from multimodal_jax.runtime.guards import NonFiniteError
+from multimodal_jax.runtime.workdir_lock import WorkdirGone
 from multimodal_jax.runtime.workdir_lock import WorkdirLocked
 from multimodal_jax.runtime.write_failures import WriteFailed
 
@@ -41,7 +45,7 @@ BAD_INPUT, NON_FINITE, FAILED, WRITE_FAILED, INTERRUPTED = 2, 3, 1, 4, 130
 # Exit codes of the errors a user can act on; their message is the whole report.
 EXIT_CODES = ((ConfigError, BAD_INPUT), (FileNotFoundError, BAD_INPUT), (RunFileError, BAD_INPUT),
               (WorkdirLocked, BAD_INPUT), (DamagedShard, BAD_INPUT), (NonFiniteError, NON_FINITE),
-              (WriteFailed, WRITE_FAILED), (CheckpointError, FAILED))
+              (WriteFailed, WRITE_FAILED), (WorkdirGone, WRITE_FAILED), (CheckpointError, FAILED))
 
 
 class RunFlags(NamedTuple):
@@ -86,7 +90,8 @@ def main(run: Callable, workdir_help: str) -> None:
     """A whole command: defines its flags, parses them (one-paragraph errors) and runs
     ``run(config, workdir)`` as an absl program."""
     run_flags = define_run_flags(workdir_help)
-    app.run(lambda argv: run_command(run_flags, run), flags_parser=parse_flags)
+    app.run(lambda argv: run_command(run_flags, run),
+            flags_parser=lambda argv: parse_flags(with_recorded_config(argv)))
 
 
 def keep_jax_off_absent_tpus() -> None:
@@ -255,3 +260,35 @@ def print_metrics(metrics: dict) -> None:
     values = {k: (float(v) if isinstance(v, (float, np.floating, np.ndarray)) else v)
               for k, v in sorted(metrics.items())}
     print(json.dumps(values), flush=True)
+
+
+def _flag_value(argv: Sequence[str], name: str) -> Optional[str]:
+    """The value of ``--name=V`` / ``--name V`` on the command line (the last one given)."""
+    values = [a.split("=", 1)[1] if a.startswith(f"--{name}=") else argv[i + 1]
+              for i, a in enumerate(argv)
+              if a.startswith(f"--{name}=") or (a == f"--{name}" and i + 1 < len(argv))]
+    return values[-1] if values else None
+
+
+def recorded_config_file() -> str:
+    """The path of ``configs/recorded.py`` (installed as ``multimodal_jax.configs``)."""
+    from multimodal_jax.configs import recorded  # noqa: PLC0415 - configs import the runtime
+
+    return recorded.__file__
+
+
+def with_recorded_config(argv: Sequence[str]) -> list[str]:
+    """``argv``, with ``--config=configs/recorded.py:WORKDIR`` added when it names a
+    ``--workdir`` but no ``--config``: the run's recorded config (``WORKDIR/config.json``),
+    which ``--config.FIELD=VALUE`` overrides then change. Without a record: a clear error."""
+    argv = list(argv)
+    workdir = _flag_value(argv, "workdir")
+    if workdir is None or _flag_value(argv, "config") is not None:
+        return argv
+    try:
+        run_record.read(workdir)
+    except run_record.RecordError as error:
+        fail(f"No --config given, and {error}")
+    except RunFileError as error:  # a record damaged or edited since it was written
+        fail(str(error))
+    return argv[:1] + [f"--config={recorded_config_file()}:{workdir}"] + argv[1:]

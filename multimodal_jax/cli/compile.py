@@ -22,12 +22,18 @@ def _tera(value) -> str:
     return "n/a" if value is None else f"{value / 1e12:.3f}"
 
 
+def _capacity(report: dict) -> str:
+    """The chip's usable GiB, and its HBM where JAX may not fill it (GPUs)."""
+    usable, hbm = report["usable_gib"], report["hbm_gib"]
+    return f"{usable:.2f}" if usable == hbm else f"{usable:.2f} usable ({hbm:.2f} HBM)"
+
+
 def _table(report: dict) -> list[tuple[str, str]]:
     memory = report["memory_gib"]
     rows = [("topology", f"{report['topology']} x {report['num_slices']} slice(s): "
                          f"{report['chips']} chips of {report['device_kind']}, mesh {report['mesh']}"),
             ("batch per chip", f"{report['batch_per_chip']:g}"),
-            ("memory per chip", f"{memory['total']:.2f} GiB of {report['hbm_gib']:.2f} "
+            ("memory per chip", f"{memory['total']:.2f} GiB of {_capacity(report)} "
                                 f"(arguments {memory['arguments']:.2f}, temporaries "
                                 f"{memory['temporaries']:.2f}, outputs {memory['outputs']:.2f}, "
                                 f"aliased {memory['aliased']:.2f})"),
@@ -56,6 +62,10 @@ def run() -> None:
     topology = flags.DEFINE_string("topology", None, "TPU topology as JAX names it, e.g. v5e:4x4.")
     num_slices = flags.DEFINE_integer("num_slices", 1, "Slices of the topology (multi-slice).")
     fit = flags.DEFINE_bool("fit", False, "Largest batch per chip that fits, per remat policy.")
+    policies = flags.DEFINE_list("fit_policies", list(pod_compile.REMAT_POLICIES),
+                                 "The remat policies --fit tries.")
+    granularity = flags.DEFINE_integer("fit_granularity", 1, "--fit's batches per chip are "
+                                       "multiples of this (e.g. what a chunked loss divides).")
     flags.mark_flags_as_required(["config", "topology"])
 
     def main(argv):
@@ -63,8 +73,9 @@ def run() -> None:
         jax.config.update("jax_platforms", "cpu")  # the TPUs are compiled for, not used
         common.setup_process()
         if fit.value:
-            table = common.run_or_exit(lambda: pod_compile.fit(config.value, topology.value,
-                                                               num_slices.value))
+            table = common.run_or_exit(lambda: pod_compile.fit(
+                config.value, topology.value, num_slices.value, tuple(policies.value),
+                granularity.value))
             _print([(f"remat {policy}", f"largest batch per chip {batch}")
                     for policy, batch in table.items()])
             common.print_metrics({"topology": topology.value, "largest_batch_per_chip": table})

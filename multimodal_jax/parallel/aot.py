@@ -8,6 +8,7 @@ collectives), against the chip's published figures (``chips.py``).
     memory_gib(compiled), cost(compiled), collectives(compiled.as_text())
 """
 
+import contextlib
 import glob
 import importlib.util
 import os
@@ -68,28 +69,46 @@ def topology_devices(name: str, num_slices: int = 1) -> list:
                          "the tpu extra, `pip install -e '.[tpu]'`, which pins the libtpu of this "
                          "jax.")
     from jax.experimental import topologies  # noqa: PLC0415 - only where TPUs are compiled for
-    _describe_a_tpu_host(name)
     try:
         kwargs = {"num_slices": num_slices} if num_slices > 1 else {}
-        return list(topologies.get_topology_desc(topology_name=name, platform="tpu",
-                                                 **kwargs).devices)
+        with _described_as_a_tpu_host(name):
+            return list(topologies.get_topology_desc(topology_name=name, platform="tpu",
+                                                     **kwargs).devices)
     except Exception as error:  # noqa: BLE001 - the TPU client's errors for unknown names
         first = (str(error).splitlines() or [""])[0][:300]
         raise ValueError(f"--topology={name!r} is not a TPU topology libtpu knows ({first}); "
                          f"name it as JAX does, e.g. {', '.join(EXAMPLE_TOPOLOGIES)}.") from None
 
 
-def _describe_a_tpu_host(topology: str) -> None:
-    """Compile-only devices touch no chip, so several processes may hold libtpu at once; on a
-    host without TPUs, libtpu is also told what it would ask a TPU VM's metadata server (else
-    it logs a screen of warnings); the topology compiled for is ``topology`` regardless."""
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
-        return
-    generation = topology.partition(":")[0]
-    os.environ.setdefault("TPU_ACCELERATOR_TYPE", ACCELERATOR_TYPES.get(generation, "v5litepod-4"))
-    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
-    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+@contextlib.contextmanager
+def _described_as_a_tpu_host(topology: str):
+    """While libtpu starts: compile-only devices touch no chip, so several processes may hold
+    libtpu at once; on a host without TPUs, libtpu is also told what it would ask a TPU VM's
+    metadata server (else it logs a screen of warnings). The variables are restored after, so
+    that nothing this process starts later (a training run) takes the host for a TPU VM."""
+    described = {"ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+    if not (glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")):
+        generation = topology.partition(":")[0]
+        described.update(TPU_ACCELERATOR_TYPE=ACCELERATOR_TYPES.get(generation, "v5litepod-4"),
+                         TPU_SKIP_MDS_QUERY="1", TPU_WORKER_HOSTNAMES="localhost")
+    saved = {name: os.environ.get(name) for name in described}
+    os.environ.update({k: v for k, v in described.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+def compiler_options(mesh) -> dict:
+    """Options for compiling on ``mesh``'s devices. XLA:GPU without a GPU cannot try its
+    Triton matmul tilings and may pick one that does not fit a shape (e.g. 77 text tokens):
+    compile-only GPUs use cuBLAS for every matmul (memory is close to a real run's; the
+    program is not the autotuned one). Set per compile: ``XLA_FLAGS`` reaches the GPU plugin
+    only if set before JAX starts."""
+    device = mesh.devices.flat[0]
+    return {"xla_gpu_enable_triton_gemm": False} if device.platform == "gpu" else {}
 
 
 def devices_per_chip(devices) -> int:

@@ -40,6 +40,7 @@ from multimodal_jax.runtime import guards
 from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import preemption
 from multimodal_jax.runtime import prerequisites
+from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime import workdir_lock
 from multimodal_jax.runtime import write_failures
 
@@ -72,18 +73,24 @@ def _checked_guard(driver, carry: guards.Carry, metrics, monitor, ckpt) -> dict:
 
 
 def _save(ckpt, driver, carry: guards.Carry, guard) -> None:
-    """Starts an async save of the task state (the guard's count goes in its metadata)."""
+    """Starts an async save of the task state (the guard's count goes in its metadata), once
+    the workdir is known to be still the run's (``workdir_lock.WorkdirGone`` if not)."""
+    workdir_lock.check_still_held(os.path.dirname(ckpt.directory))
     ckpt.save(driver.get_state(carry.state), metadata={SKIPPED: int(guard["skipped"])})
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_at_step: int | None = None) -> dict:
+                       stop_at_step: int | None = None, command: list[str] | None = None) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints), its unfinished
     prerequisite runs first; returns the final metrics (evaluation and last train metrics).
-    Every config is checked before anything trains; each run holds its workdir's lock
-    (``workdir_lock.WorkdirLocked`` when another run does). ``stop_at_step`` ends the run
-    early with a checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
+    Every config is checked before anything trains, and a workdir's checkpoints are resumed only
+    with a config that matches its record; each run holds its workdir's lock
+    (``workdir_lock.WorkdirLocked`` when another run does). ``stop_at_step`` ends the run early
+    with a checkpoint, as a preemption (SIGTERM) does; rerunning continues it. ``command`` (the
+    command line, if any) is recorded in the workdir with the resolved config."""
     config_checks.validate(config, workdir)
+    if workdir_lib.latest_step(workdir) is not None:
+        run_record.check_matches(config, workdir)
     runs = prerequisites.pending(config, workdir)  # config.prerequisites still to train
     for run in runs:
         config_checks.validate(run.config, run.workdir)
@@ -91,19 +98,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         for run in runs:
             log.info("Prerequisite %r: training its config into %s first.", run.name, run.workdir)
             with workdir_lock.hold(run.workdir):
-                metrics = _train_resolved(run.config, run.workdir)
+                metrics = _train_resolved(run.config, run.workdir, command=command)
             if metrics.get("preempted"):  # stop here too: rerunning resumes the prerequisite
                 return metrics
-        return _train_resolved(config, workdir, stop_at_step)
+        return _train_resolved(config, workdir, stop_at_step, command)
 
 
-def _train_resolved(config, workdir, stop_at_step=None) -> dict:
-    """One run whose prerequisites exist: their references resolved to paths, then trained
-    under a preemption watcher."""
+def _train_resolved(config, workdir, stop_at_step=None, command=None) -> dict:
+    """One run whose prerequisites exist: their references resolved to paths, recorded in the
+    workdir (process 0), then trained under a preemption watcher."""
     config = prerequisites.resolve(config, workdir)
-    os.makedirs(workdir, exist_ok=True)
     with preemption.PreemptionWatcher() as watcher:
         try:
+            os.makedirs(workdir, exist_ok=True)
+            if jax.process_index() == 0:
+                run_record.write(config, workdir, command, workdir_lib.latest_step(workdir) or 0,
+                                 jax.process_count())
             return _train(config, workdir, stop_at_step, watcher)
         except Exception as error:
             failure = _write_failure(error, workdir)
@@ -112,9 +122,18 @@ def _train_resolved(config, workdir, stop_at_step=None) -> dict:
             raise failure from error
 
 
-def _write_failure(error: Exception, workdir: str) -> write_failures.WriteFailed | None:
+def _write_failure(error: Exception, workdir: str) -> Exception | None:
     """``error`` as a ``WriteFailed`` naming the newest complete checkpoint (pending saves
-    have ended by now), or None when it is not a failed write."""
+    have ended by now), or as ``WorkdirGone`` when the workdir was deleted or moved meanwhile
+    (a save into it, or the restore of its checkpoints, then fails in many ways); None when it
+    is neither."""
+    if isinstance(error, workdir_lock.WorkdirGone):
+        return error
+    if isinstance(error, (OSError, write_failures.WriteFailed, checkpoint.CheckpointError)) \
+            or type(error) is ValueError:  # (Orbax's errors of a save or restore whose folder went)
+        gone = workdir_lock.gone_error(workdir)
+        if gone is not None:
+            return gone
     if isinstance(error, write_failures.WriteFailed):
         failure = error
     elif write_failures.is_write_failure(error):
@@ -122,9 +141,7 @@ def _write_failure(error: Exception, workdir: str) -> write_failures.WriteFailed
                                              write_failures.cause_of(error))
     else:
         return None
-    failure.kept_step = workdir_lib.latest_step(workdir)
-    failure.checkpoints = workdir_lib.checkpoint_dir(workdir)
-    return failure
+    return failure.keeping(workdir)
 
 
 def _train(config, workdir, stop_at_step, watcher) -> dict:

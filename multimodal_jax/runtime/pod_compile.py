@@ -13,7 +13,10 @@ file or weights (the task is built with ``shapes_only``).
 
 import copy
 import dataclasses
+import functools
+import logging
 import time
+from typing import Callable
 
 import jax
 import ml_collections
@@ -29,6 +32,8 @@ from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import guards
 
+log = logging.getLogger(__name__)
+
 REMAT_POLICIES = ("none", "dots_saveable", "nothing_saveable")
 LEVERS = ("a remat policy (--config.model.image.remat_policy=nothing_saveable, likewise "
           "model.text), FSDP (--config.parallel.fsdp=N with rules that split the parameters), a "
@@ -37,7 +42,12 @@ LEVERS = ("a remat policy (--config.model.image.remat_policy=nothing_saveable, l
 
 
 class DoesNotFitError(config_checks.ConfigError):
-    """The config's step needs more memory per chip than the chip has."""
+    """The config's step needs more memory per chip than the chip has: ``needed_gib`` of
+    ``capacity_gib`` per chip."""
+
+    def __init__(self, report: dict, capacity_gib: float):
+        self.needed_gib, self.capacity_gib = report["memory_gib"]["total"], capacity_gib
+        super().__init__(_no_fit_message(report, capacity_gib))
 
 
 @dataclasses.dataclass
@@ -68,7 +78,13 @@ def target(topology: str, num_slices: int = 1) -> Target:
     if chip is None:
         raise config_checks.ConfigError(f"No published figures for {devices[0].device_kind!r} "
                          "(multimodal_jax/parallel/chips.py): add its HBM, peak and bandwidth.")
-    return Target(topology, num_slices, devices, chip)
+    where = Target(topology, num_slices, devices, chip)
+    if where.per_chip > 1:
+        log.warning("%s: libtpu's compile-only devices are the %d TensorCores of each chip, while "
+                    "JAX on such a VM drives each chip as one device (megacore): this compile "
+                    "splits the batch per core and holds replicated state once per core, so its "
+                    "memory per chip overstates a megacore run's.", topology, where.per_chip)
+    return where
 
 
 def _max_len(task):
@@ -97,7 +113,7 @@ def compile_step(config, task, mesh):
     carry = _abstract_carry(task, driver, jax.random.key(config.seed))
     spec = pipeline.batch_spec(config.data, _max_len(task), config.batch_size)
     batch = aot.abstract_batch(spec, NamedSharding(mesh, P(mesh_lib.batch_axes(mesh))))
-    return driver.lower(carry, batch, rng).compile(), carry
+    return driver.lower(carry, batch, rng).compile(aot.compiler_options(mesh)), carry
 
 
 def _compile_eval(config, task, mesh, params) -> dict[str, dict]:
@@ -110,7 +126,7 @@ def _compile_eval(config, task, mesh, params) -> dict[str, dict]:
     out = {}
     for name, (fn, keys) in task.eval_functions().items():
         jitted = fn if hasattr(fn, "lower") else jax.jit(fn)  # a partial of a jitted function
-        compiled = jitted.lower(params, *[batch[k] for k in keys]).compile()
+        compiled = jitted.lower(params, *[batch[k] for k in keys]).compile(aot.compiler_options(mesh))
         out[name] = {"memory_gib": aot.memory_gib(compiled)["total"],
                      "flops_per_chip": aot.cost(compiled)[0]}
     return out
@@ -133,7 +149,8 @@ def compile_config(config: ml_collections.ConfigDict, topology: str, num_slices:
     report = {"topology": topology, "num_slices": num_slices, "chips": where.chips,
               "devices": len(where.devices), "device_kind": where.devices[0].device_kind,
               "batch_per_chip": config.batch_size / where.chips,
-              "hbm_gib": where.chip.hbm_bytes / chips.GIB, "mesh": dict(mesh.shape)}
+              "hbm_gib": where.chip.hbm_bytes / chips.GIB, "usable_gib": where.chip.usable_gib(),
+              "mesh": dict(mesh.shape)}
     try:
         compiled, carry = compile_step(config, task, mesh)
     except Exception as error:  # the compiler's out-of-memory error; anything else is raised
@@ -142,13 +159,13 @@ def compile_config(config: ml_collections.ConfigDict, topology: str, num_slices:
             raise
         report.update(fits=False, memory_gib={"total": needed[0] * where.per_chip},
                       compile_s=time.time() - started)
-        raise DoesNotFitError(_no_fit_message(report, needed[1] * where.per_chip)) from None
+        raise DoesNotFitError(report, needed[1] * where.per_chip) from None
     report.update(step_figures(compiled, where, task, config), compile_s=time.time() - started)
-    report["fits"] = report["memory_gib"]["total"] <= report["hbm_gib"]
+    report["fits"] = report["memory_gib"]["total"] <= report["usable_gib"]
     if with_eval:
         report["eval"] = _compile_eval(config, task, mesh, carry.state.params)
     if not report["fits"]:
-        raise DoesNotFitError(_no_fit_message(report, report["hbm_gib"]))
+        raise DoesNotFitError(report, report["usable_gib"])
     return report
 
 
@@ -159,7 +176,10 @@ def step_figures(compiled, where: Target, task, config) -> dict:
     flops, bytes_accessed = (None if x is None else x * n for x in aot.cost(compiled))
     analytic = task.flops_per_example()
     analytic = analytic * config.batch_size / where.chips if analytic else None
-    roofline = aot.roofline_s(flops or analytic or 0.0, bytes_accessed, where.chip)
+    # The larger count: XLA's cost analysis counts a loop's body once, and under FSDP it may
+    # turn a large matmul into a loop over collective-permutes (ViT-L/14 on v5e:8x8: 43.5
+    # TFLOP counted, 67.3 analytic); remat's recomputation is in the compiler's count only.
+    roofline = aot.roofline_s(max(flops or 0.0, analytic or 0.0), bytes_accessed, where.chip)
     return {"memory_gib": memory, "flops_per_chip": flops, "analytic_flops_per_chip": analytic,
             "bytes_accessed_per_chip": bytes_accessed,
             "collectives": aot.collectives(compiled.as_text()), "roofline_step_s": roofline,
@@ -187,32 +207,71 @@ def with_remat(config: ml_collections.ConfigDict, policy: str) -> ml_collections
     return out
 
 
-def fits(config, where: Target, batch_per_chip: int) -> bool:
+def measure(config, where: Target, batch_per_chip: int) -> tuple[bool, float, float]:
+    """One compile of the step at ``batch_per_chip``: (fits, GiB per chip it needs, GiB per
+    chip there are, as the compiler counts them where it says)."""
     candidate = copy.deepcopy(config)
     candidate.batch_size = int(batch_per_chip * where.chips)
     try:
-        compile_config(candidate, where.topology, where.num_slices, with_eval=False, where=where)
-    except DoesNotFitError:
-        return False
-    return True
+        report = compile_config(candidate, where.topology, where.num_slices, with_eval=False,
+                                where=where)
+    except DoesNotFitError as error:
+        return False, error.needed_gib, error.capacity_gib
+    return True, report["memory_gib"]["total"], report["usable_gib"]
 
 
-def largest_batch(config, where: Target, start: int, limit: int = 1 << 16) -> int:
-    """The largest batch per chip whose step fits, by doubling from ``start`` then bisecting
-    (0 when not even one example fits)."""
-    low, high = 0, max(int(start), 1)
-    while high <= limit and fits(config, where, high):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (middle, high) if fits(config, where, middle) else (low, middle)
+def fits(config, where: Target, batch_per_chip: int) -> bool:
+    return measure(config, where, batch_per_chip)[0]
+
+
+def _crossing(points: dict[int, float], capacity: float) -> float:
+    """The batch where memory reaches ``capacity``, on the line through the two measured
+    points nearest it (memory grows linearly with the batch: activations), or in proportion
+    to the one point there is."""
+    nearest = sorted(points, key=lambda b: abs(points[b] - capacity))[:2]
+    if len(nearest) == 1 or points[nearest[0]] == points[nearest[1]]:
+        return nearest[0] * capacity / max(points[nearest[0]], 1e-9)
+    (b0, b1), (m0, m1) = nearest, (points[nearest[0]], points[nearest[1]])
+    return b0 + (capacity - m0) * (b1 - b0) / (m1 - m0)
+
+
+def largest_batch(measure_at: Callable[[int], tuple[bool, float, float]], start: int,
+                  capacity: float, limit: int = 1 << 16, granularity: int = 1) -> int:
+    """The largest multiple of ``granularity`` examples per chip whose step fits (0 when none
+    does), between compiles that fit and compiles that do not: each next size is where the line
+    through the measured memory crosses the chip's capacity (a bisection step when that guess
+    is no nearer), until the sizes that fit and that do not are ``granularity`` apart (or the
+    size that fits reaches ``limit``). ``measure_at(size)`` is ``measure`` at that size;
+    ``capacity``: GiB per chip as published (the compiler's figure replaces it once known)."""
+    points, low, high, sides = {}, 0, None, []
+    size = max(granularity, int(start) // granularity * granularity)
+    while high is None or high - low > granularity:
+        ok, points[size], there_is = measure_at(size)
+        capacity = min(capacity, there_is)  # the compiler's own figure where it gives one
+        low, high = (size, high) if ok else (low, size)
+        sides.append(ok)
+        if high is None and low >= limit:
+            return low
+        guess = int(_crossing(points, capacity)) // granularity * granularity
+        if high is None:  # grow: to the predicted crossing, at least doubling
+            size = min(max(guess, 2 * low), limit)
+        elif len(sides) > 1 and sides[-1] == sides[-2]:  # the guesses creep up on one side
+            size = max((low + high) // 2 // granularity * granularity, low + granularity)
+        else:  # the predicted crossing, kept strictly inside the bracket
+            size = min(max(guess, low + granularity), high - granularity)
     return low
 
 
-def fit(config: ml_collections.ConfigDict, topology: str, num_slices: int = 1) -> dict:
-    """``{policy: largest batch per chip}`` for each remat policy of ``REMAT_POLICIES``."""
+def fit(config: ml_collections.ConfigDict, topology: str, num_slices: int = 1,
+        policies: tuple[str, ...] = REMAT_POLICIES, granularity: int = 1) -> dict:
+    """``{policy: largest batch per chip}`` for each remat policy of ``policies``."""
+    unknown = sorted(set(policies) - set(REMAT_POLICIES))
+    if unknown:
+        raise config_checks.ConfigError(f"--fit_policies: unknown remat policies {unknown}; "
+                                        f"choose from {list(REMAT_POLICIES)}.")
     where = target(topology, num_slices)
     start = max(config.batch_size // where.chips, 1)
-    return {policy: largest_batch(with_remat(config, policy), where, start)
-            for policy in REMAT_POLICIES}
-
+    return {policy: largest_batch(functools.partial(measure, with_remat(config, policy), where),
+                                  start, where.chip.usable_gib(),
+                                  granularity=granularity)
+            for policy in policies}

@@ -25,12 +25,19 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from multimodal_jax.runtime import write_failures
+
 log = logging.getLogger(__name__)
 LOCK = "lock.json"
 
 
 class WorkdirLocked(RuntimeError):
     """Another run trains in this workdir; the message names it and what to do."""
+
+
+class WorkdirGone(RuntimeError):
+    """The workdir this run trains in no longer holds its lock file: it was deleted or moved
+    (or the file removed) while the run trained."""
 
 
 def _boot_id() -> Optional[str]:
@@ -105,6 +112,18 @@ class WorkdirLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
+        """Takes the lock: ``WorkdirLocked`` when a live run holds it, ``WriteFailed`` when the
+        lock file cannot be written (a full disk)."""
+        try:
+            self._acquire()
+        except OSError as error:
+            if not write_failures.is_write_failure(error):
+                raise
+            raise write_failures.WriteFailed(
+                f"the workdir's lock file ({LOCK})", self.path,
+                write_failures.cause_of(error)).keeping(self.workdir) from error
+
+    def _acquire(self) -> None:
         os.makedirs(self.workdir, exist_ok=True)
         for _ in range(10):  # another run may remove or replace the file meanwhile: try again
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -165,7 +184,9 @@ class WorkdirLock:
                         self.workdir, describe(previous))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, (json.dumps(_this_process(), indent=1) + "\n").encode())
+        data = (json.dumps(_this_process(), indent=1) + "\n").encode()
+        while data:  # a write may be partial (a file-size limit): the next one says why
+            data = data[os.write(fd, data):]
         os.fsync(fd)
 
     def _held(self, holder: dict, alive: Optional[bool]) -> WorkdirLocked:
@@ -183,13 +204,50 @@ class WorkdirLock:
             "resume; or train in another --workdir. Evaluating (train.evaluate) needs no lock.")
 
     def release(self) -> None:
-        """Removes the lock file (while still holding it) and lets it go."""
+        """Removes the lock file (while still holding it, and only if the path still names it:
+        the workdir may have been deleted and made again by another run) and lets it go."""
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
+        if self._still_the_file(self._fd):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
         os.close(self._fd)
         self._fd = None
+
+
+def _names_this_process(path: str) -> bool:
+    try:
+        with open(path) as f:
+            holder = _parse(f.read())
+    except OSError:
+        return False
+    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+
+
+def gone_error(workdir: str) -> Optional[WorkdirGone]:
+    """``WorkdirGone`` when ``workdir`` (held by this process, process 0) no longer holds a lock
+    file naming this process, else None (always None on the other processes)."""
+    workdir = os.path.abspath(workdir)
+    path = os.path.join(workdir, LOCK)
+    if jax.process_index() != 0 or _names_this_process(path):
+        return None
+    how = ("it no longer exists" if not os.path.isdir(workdir) else
+           f"its lock file {path} is gone or names another process")
+    return WorkdirGone(
+        f"The workdir {workdir} was deleted or moved while this run trained in it ({how}). The "
+        "run stopped without saving: a checkpoint written there now would lack the run's other "
+        "files (its config record, tokenizer, metrics) and could meet another run's. Put the "
+        "workdir back (or restore it from a backup) and rerun the same command to resume from "
+        "its newest checkpoint, or rerun with a new --workdir to start over.")
+
+
+def check_still_held(workdir: str) -> None:
+    """``WorkdirGone`` on every process when process 0 finds that ``workdir`` no longer holds
+    this run's lock file; call it before writing a checkpoint."""
+    error = gone_error(workdir)
+    if not _agreed(error is None):
+        raise error or WorkdirGone(f"Process 0 found the workdir {workdir} deleted or moved; "
+                                   "its error says more.")
 
 
 def _agreed(ok: bool) -> bool:
@@ -207,7 +265,7 @@ def hold(workdir: str) -> Iterator[None]:
     if jax.process_index() == 0:
         try:
             lock.acquire()
-        except WorkdirLocked as e:
+        except (WorkdirLocked, write_failures.WriteFailed) as e:
             error = e
     if not _agreed(error is None):  # process 0's outcome, on every process
         try:
@@ -215,6 +273,9 @@ def hold(workdir: str) -> Iterator[None]:
                 holder = _parse(f.read())
         except OSError:
             holder = {}
+        if error is None and not holder:  # (process 0 reports why)
+            error = WorkdirLocked(f"Process 0 could not take the lock of {lock.workdir}; its "
+                                  "error says why.")
         raise error or lock._held(holder, is_alive(holder) if holder else None)
     try:
         yield

@@ -15,6 +15,8 @@ import resource
 import shutil
 from typing import Optional
 
+from multimodal_jax import workdir as workdir_lib
+
 # Errors that only a write can give: any OSError with one of these is a failed write.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
@@ -120,6 +122,13 @@ class WriteFailed(RuntimeError):
         self.kept_step: Optional[int] = None
         self.checkpoints: Optional[str] = None
         super().__init__(what)
+
+    def keeping(self, workdir: str) -> "WriteFailed":
+        """This failure, naming ``workdir``'s newest complete checkpoint as kept (call it once
+        the run's pending saves have ended)."""
+        self.kept_step = workdir_lib.latest_step(workdir)
+        self.checkpoints = workdir_lib.checkpoint_dir(workdir)
+        return self
 
     def __str__(self) -> str:
         code = self.cause.errno
