@@ -23,7 +23,9 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+from ml_collections.config_flags import tuple_parser
 
+from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.runtime import distributed
 from multimodal_jax.runtime.checkpoint import CheckpointError
@@ -103,10 +105,21 @@ def fail(message: str, code: int = BAD_INPUT) -> None:
     sys.exit(code)
 
 
+class ListParser(tuple_parser.TupleParser):
+    """``--config.FIELD=`` of a tuple field as users write lists: ``a,b,c`` or a Python literal
+    (``fields.parse_list``); a repeated flag adds its items. (ml_collections' own parser keeps
+    ``a,b`` as one item and refuses ``red circle,blue square``.)"""
+
+    def parse(self, argument):
+        return fields.parse_list(argument) if isinstance(argument, str) else super().parse(argument)
+
+
 def parse_flags(argv: Sequence[str]) -> list[str]:
     """absl's flag parsing (pass it to ``app.run(main, flags_parser=...)``), and the config file
     loaded right away, with one-paragraph errors and exit code 2 instead of absl's usage dump
-    or a traceback."""
+    or a traceback. Tuple fields are read by ``ListParser`` (registered through ml_collections'
+    own hook for a field type)."""
+    config_flags.register_flag_parser_for_type(tuple, ListParser())
     try:
         rest = flags.FLAGS(argv)
         for flag in _config_flags():
