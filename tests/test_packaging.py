@@ -28,7 +28,8 @@ def test_console_scripts_name_the_cli_entry_points():
     scripts = _project()["project"]["scripts"]
     assert scripts == {"mmjax-train": "multimodal_jax.cli.train:run",
                        "mmjax-evaluate": "multimodal_jax.cli.evaluate:run",
-                       "mmjax-compile": "multimodal_jax.cli.compile:run"}
+                       "mmjax-compile": "multimodal_jax.cli.compile:run",
+                       "mmjax-prepare": "multimodal_jax.cli.prepare:run"}
     import importlib  # noqa: PLC0415
     for target in scripts.values():
         module, _, function = target.partition(":")
