@@ -6,6 +6,7 @@ datasets then stream through the training pipeline."""
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,7 +22,10 @@ from multimodal_jax.data import pipeline
 from multimodal_jax.data import prepare
 from multimodal_jax.data import tokenizers
 from multimodal_jax.data import user_files
+from multimodal_jax.data import vocab
+from multimodal_jax.runtime import loop
 from tests import env as test_env
+from tests import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKENIZER = tokenizers.ByteTokenizer(max_len=40)
@@ -204,3 +208,31 @@ def test_command_line(tmp_path):
                            env=test_env.with_devices(1), capture_output=True, text=True, timeout=300)
     assert twice.returncode == 2 and "Give exactly one of --captions" in twice.stderr
     assert "Traceback" not in result.stderr + twice.stderr
+
+
+@pytest.mark.slow
+def test_prepared_dataset_trains_mixed_with_the_builtin_one(shapes_data_dir, tmp_path, caplog):
+    """The whole path: files -> prepare -> a run whose train stream mixes them with the built-in
+    dataset (its tokenizer trained on both), printing its progress lines (stderr is not a
+    terminal under pytest). The mixed stream's bitwise resume is tested in test_data_sources.py,
+    the loop's in test_train_loop.py."""
+    for i in range(24):
+        _write(f"{tmp_path}/folder/{'red_square' if i % 2 else 'blue_square'}/{i}.png",
+               _image(i, size=(20 + i, 28)))
+    data_dir = str(tmp_path / "tfds")
+    prepare.prepare("my_squares", data_dir, user_files.image_folder(
+        str(tmp_path / "folder"), ["a snapshot of my {}."]), "folder", test_fraction=0.25)
+    os.symlink(os.path.join(shapes_data_dir, "captioned_shapes"),  # one data dir holds both
+               os.path.join(data_dir, "captioned_shapes"))
+    config = tiny.tiny_shapes_config(data_dir)
+    config.data.mixture = (("captioned_shapes/tiny", 3.0), ("my_squares", 1.0))
+    config.total_steps = config.eval_every_steps = 4
+    with caplog.at_level(logging.INFO, logger="multimodal_jax"):
+        metrics = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    assert metrics["step"] == 4 and 0.0 <= metrics["zeroshot/test/top1"] <= 1.0
+    captions = vocab.training_captions(config.data, limit=400)
+    mine = [c for c in captions if c.startswith("a snapshot of my ")]  # its 18 train examples
+    assert len(captions) == 300 + 18 and len(mine) == 18  # 3/4 of 400 from the built-in one
+    lines = [r.getMessage() for r in caplog.records if r.name == "multimodal_jax.runtime.progress"]
+    assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"]
+    assert all(" steps/s, ETA " in line for line in lines)

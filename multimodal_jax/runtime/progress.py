@@ -27,12 +27,15 @@ def line(step: int, total: int, loss: float, steps_per_s: float) -> str:
 class Progress:
     """The bar or the lines of one training loop from step ``start`` to ``total``."""
 
-    def __init__(self, total: int, start: int, reporting: bool, terminal: bool | None = None):
+    def __init__(self, total: int, start: int, reporting: bool, terminal: bool | None = None,
+                 clock=time.time):
+        """``terminal``: whether stderr is one (asked when None); ``clock``: seconds now."""
         terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.clock = clock
         self.total, self.lines = total, reporting and not terminal
         self.bar = tqdm.tqdm(total=total, initial=start, desc="train", unit="step",
                              disable=not (reporting and terminal))
-        self.last_step, self.last_time = start, time.time()
+        self.last_step, self.last_time = start, clock()
 
     def update(self) -> None:
         """One step done."""
@@ -42,7 +45,7 @@ class Progress:
         """The loss at a logged step: on the bar, or as a line of its own."""
         self.bar.set_postfix(loss=f"{loss:.3f}")
         if self.lines:
-            now = time.time()
+            now = self.clock()
             rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
             log.info(line(step, self.total, loss, rate))
             self.last_step, self.last_time = step, now
