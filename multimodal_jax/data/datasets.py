@@ -1,6 +1,8 @@
 """Which dataset a config names, and whether it is ready: the ``data`` config's fields and
-their defaults, the TFDS builder they name, preparing the built-in ``captioned_shapes`` on
-demand (nothing else is ever downloaded), and the checks of the ``data`` block.
+their defaults, the TFDS builder they name (registered in this process, or read-only from a
+dataset prepared in ``data_dir`` by any builder), preparing the built-in ``captioned_shapes``
+on demand (nothing else is ever downloaded), and the checks of the ``data`` block (its lists,
+its mixture, and a train split large enough for the batch).
 """
 
 from __future__ import annotations
