@@ -19,7 +19,7 @@ train: setup
 	$(PY) -m train --config configs/clip_shapes.py --workdir $(WORKDIR)
 
 evaluate: setup
-	$(PY) -m train.evaluate --config configs/clip_shapes.py --workdir $(WORKDIR)
+	$(PY) -m train.evaluate --workdir $(WORKDIR)  # the config the run recorded
 
 test: setup
 	$(PY) -m pytest -q tests

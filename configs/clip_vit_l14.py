@@ -25,9 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(dict(
         embed_dim=768, dtype="bfloat16",
         image=dict(variant="L/14", pool="tok", posemb="learn", pre_norm=True, patch_bias=False,
-                   act="quick_gelu", ln_eps=1e-5, remat_policy="dots_saveable"),  # as OpenAI's
+                   act="quick_gelu", ln_eps=1e-5, remat_policy="nothing_saveable"),  # as OpenAI's
         text=dict(width=768, depth=12, mlp_dim=3072, num_heads=12, max_len=77, causal=True,
-                  pool="eos", act="quick_gelu", ln_eps=1e-5, remat_policy="dots_saveable")))
+                  pool="eos", act="quick_gelu", ln_eps=1e-5, remat_policy="nothing_saveable")))
     config.optim.update(lr=4e-4, mu_dtype="bfloat16")
     config.parallel.update(fsdp=8, rules=clip_vit_b16.FSDP_RULES, peak_tflops=197.0)
     return config

@@ -1,7 +1,10 @@
 """Where a run keeps its files, and what may be asked of a workdir without opening them.
 
     WORKDIR/checkpoints/<step>/   Orbax steps (``runtime/checkpoint.py``)
+    WORKDIR/config.json           the resolved config the run trains with (``runtime/run_record.py``)
+    WORKDIR/commands.jsonl        the command line of each start of training
     WORKDIR/tokenizer.model       the SentencePiece model trained for the run, if any
+    WORKDIR/clip_bpe/             the CLIP BPE vocabulary (vocab.json, merges.txt) trained for it, if any
     WORKDIR/metrics.jsonl         one JSON line per logged step
     WORKDIR/tensorboard/          event files
     WORKDIR/pictures/             PNG figures of evaluations
@@ -17,6 +20,9 @@ import tempfile
 
 CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.model"
+CLIP_BPE = "clip_bpe"
+CONFIG_RECORD = "config.json"
+COMMANDS = "commands.jsonl"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 PICTURES = "pictures"

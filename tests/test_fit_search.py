@@ -55,3 +55,11 @@ def test_granularity_and_limit_and_nothing_fits():
 def test_unknown_remat_policies_are_refused_before_any_compile():
     with pytest.raises(pod_compile.config_checks.ConfigError, match="fit_policies"):
         pod_compile.fit(None, "v5e:2x2", policies=("sometimes",))
+
+
+def test_a_gpu_fits_in_what_jax_preallocates_a_tpu_in_all_its_memory():
+    from multimodal_jax.parallel import chips  # noqa: PLC0415 - beside the search tests
+    h100, v5e = chips.chip_of("NVIDIA H100 80GB HBM3"), chips.chip_of("TPU v5 lite")
+    assert h100.usable_gib({}) == pytest.approx(0.75 * 80e9 / 2 ** 30)
+    assert h100.usable_gib({"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"}) == pytest.approx(0.9 * 80e9 / 2 ** 30)
+    assert v5e.usable_gib({"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"}) == 16.0

@@ -1,5 +1,5 @@
 """What ``pip install`` puts into site-packages: every package of ``multimodal_jax`` (the
-configs as ``multimodal_jax.configs``), the two console scripts, and no generic top-level
+configs as ``multimodal_jax.configs``), the console scripts, and no generic top-level
 name such as ``train`` or ``configs``."""
 
 import os
@@ -29,7 +29,9 @@ def test_console_scripts_name_the_cli_entry_points():
     assert scripts == {"mmjax-train": "multimodal_jax.cli.train:run",
                        "mmjax-evaluate": "multimodal_jax.cli.evaluate:run",
                        "mmjax-compile": "multimodal_jax.cli.compile:run",
-                       "mmjax-prepare": "multimodal_jax.cli.prepare:run"}
+                       "mmjax-prepare": "multimodal_jax.cli.prepare:run",
+                       "mmjax-predict": "multimodal_jax.cli.predict:run",
+                       "mmjax-export": "multimodal_jax.cli.export:run"}
     import importlib  # noqa: PLC0415
     for target in scripts.values():
         module, _, function = target.partition(":")

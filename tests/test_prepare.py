@@ -23,7 +23,9 @@ from multimodal_jax.data import prepare
 from multimodal_jax.data import tokenizers
 from multimodal_jax.data import user_files
 from multimodal_jax.data import vocab
+from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
+from multimodal_jax.runtime import run_record
 from tests import env as test_env
 from tests import tiny
 
@@ -214,8 +216,8 @@ def test_command_line(tmp_path):
 def test_prepared_dataset_trains_mixed_with_the_builtin_one(shapes_data_dir, tmp_path, caplog):
     """The whole path: files -> prepare -> a run whose train stream mixes them with the built-in
     dataset (its tokenizer trained on both), printing its progress lines (stderr is not a
-    terminal under pytest). The mixed stream's bitwise resume is tested in test_data_sources.py,
-    the loop's in test_train_loop.py."""
+    terminal under pytest), then evaluated from its workdir's record alone. The mixed stream's
+    bitwise resume is tested in test_data_sources.py, the loop's in test_train_loop.py."""
     for i in range(24):
         _write(f"{tmp_path}/folder/{'red_square' if i % 2 else 'blue_square'}/{i}.png",
                _image(i, size=(20 + i, 28)))
@@ -236,3 +238,9 @@ def test_prepared_dataset_trains_mixed_with_the_builtin_one(shapes_data_dir, tmp
     lines = [r.getMessage() for r in caplog.records if r.name == "multimodal_jax.runtime.progress"]
     assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"]
     assert all(" steps/s, ETA " in line for line in lines)
+    # The workdir's record keeps the mixture (JSON lists back as tuples, through the list
+    # checks): evaluating with the recorded config alone gives the run's numbers.
+    recorded = run_record.load(str(tmp_path / "run"))
+    assert recorded.data.mixture == config.data.mixture
+    evaluated = evaluate_checkpoint.evaluate_latest(recorded, str(tmp_path / "run"))
+    assert evaluated["zeroshot/test/top1"] == metrics["zeroshot/test/top1"]

@@ -130,3 +130,35 @@ def test_get_tokenizer(sp_path):
         tokenizers.get_tokenizer(cfg(kind="wordpiece"))
     with pytest.raises(ValueError, match="vocab_size"):
         tokenizers.get_tokenizer(cfg(vocab_size=100))  # bytes need 259
+
+
+def test_multilingual_sentencepiece_with_byte_fallback(tmp_path):
+    config = [c for c in shapes_builder.CaptionedShapes.BUILDER_CONFIGS
+              if c.name == "tiny_multilingual"][0]
+    texts = [t for i in range(300)
+             for t in shapes_builder.generate_example(config, "train", i)["captions"] if t]
+    with_bytes = tokenizers.train_sentencepiece(texts, str(tmp_path / "b.model"), 1024,
+                                                byte_fallback=True)
+    without = tokenizers.train_sentencepiece(texts, str(tmp_path / "n.model"), 1024)
+    unk = 3
+    for text in ("一颗黄色的星星", "маленькая красная звезда", "小さい赤い円がある。"):
+        assert with_bytes.decode(with_bytes.encode(text, 32)[0]) == text  # scripts of training
+    unseen = "نجمة حمراء 🙂"  # Arabic and an emoji: no training caption has them
+    ids = with_bytes.encode(unseen, 64)[0]
+    assert unk not in ids and with_bytes.decode(ids) == unseen  # their UTF-8 bytes, exactly
+    assert with_bytes._sp.is_byte(int(ids[2]))
+    assert unk in without.encode(unseen, 64)[0]  # without byte fallback: unknown
+    with pytest.raises(ValueError, match="256 bytes"):
+        tokenizers.train_sentencepiece(texts, str(tmp_path / "c.model"), 200, byte_fallback=True)
+
+
+def test_byte_fallback_field_is_checked():
+    def cfg(kind="sentencepiece", **kw):
+        return ml_collections.ConfigDict(dict(kind=kind, path="", vocab_size=512, max_len=16,
+                                              **kw))
+
+    tokenizers.check_config(cfg(byte_fallback=True))
+    with pytest.raises(ValueError, match="True or False"):
+        tokenizers.check_config(cfg(byte_fallback="yes"))
+    with pytest.raises(ValueError, match="kind='sentencepiece'"):
+        tokenizers.check_config(cfg(kind="bytes", byte_fallback=True))

@@ -15,6 +15,7 @@ import sys
 import traceback
 from typing import Callable
 from typing import NamedTuple
+from typing import Optional
 from typing import Sequence
 
 import jax
@@ -28,6 +29,7 @@ from ml_collections.config_flags import tuple_parser
 from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.runtime import distributed
+from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime.checkpoint import CheckpointError
 from multimodal_jax.runtime.config_checks import ConfigError
 from multimodal_jax.runtime.guards import NonFiniteError
@@ -75,7 +77,8 @@ def main(run: Callable, workdir_help: str) -> None:
     """A whole command: defines its flags, parses them (one-paragraph errors) and runs
     ``run(config, workdir)`` as an absl program."""
     run_flags = define_run_flags(workdir_help)
-    app.run(lambda argv: run_command(run_flags, run), flags_parser=parse_flags)
+    app.run(lambda argv: run_command(run_flags, run),
+            flags_parser=lambda argv: parse_flags(with_recorded_config(argv)))
 
 
 def keep_jax_off_absent_tpus() -> None:
@@ -210,3 +213,33 @@ def print_metrics(metrics: dict) -> None:
     values = {k: (float(v) if isinstance(v, (float, np.floating, np.ndarray)) else v)
               for k, v in sorted(metrics.items())}
     print(json.dumps(values), flush=True)
+
+
+def _flag_value(argv: Sequence[str], name: str) -> Optional[str]:
+    """The value of ``--name=V`` / ``--name V`` on the command line (the last one given)."""
+    values = [a.split("=", 1)[1] if a.startswith(f"--{name}=") else argv[i + 1]
+              for i, a in enumerate(argv)
+              if a.startswith(f"--{name}=") or (a == f"--{name}" and i + 1 < len(argv))]
+    return values[-1] if values else None
+
+
+def recorded_config_file() -> str:
+    """The path of ``configs/recorded.py`` (installed as ``multimodal_jax.configs``)."""
+    from multimodal_jax.configs import recorded  # noqa: PLC0415 - configs import the runtime
+
+    return recorded.__file__
+
+
+def with_recorded_config(argv: Sequence[str]) -> list[str]:
+    """``argv``, with ``--config=configs/recorded.py:WORKDIR`` added when it names a
+    ``--workdir`` but no ``--config``: the run's recorded config (``WORKDIR/config.json``),
+    which ``--config.FIELD=VALUE`` overrides then change. Without a record: a clear error."""
+    argv = list(argv)
+    workdir = _flag_value(argv, "workdir")
+    if workdir is None or _flag_value(argv, "config") is not None:
+        return argv
+    try:
+        run_record.read(workdir)
+    except run_record.RecordError as error:
+        fail(f"No --config given, and {error}")
+    return argv[:1] + [f"--config={recorded_config_file()}:{workdir}"] + argv[1:]

@@ -22,12 +22,18 @@ def _tera(value) -> str:
     return "n/a" if value is None else f"{value / 1e12:.3f}"
 
 
+def _capacity(report: dict) -> str:
+    """The chip's usable GiB, and its HBM where JAX may not fill it (GPUs)."""
+    usable, hbm = report["usable_gib"], report["hbm_gib"]
+    return f"{usable:.2f}" if usable == hbm else f"{usable:.2f} usable ({hbm:.2f} HBM)"
+
+
 def _table(report: dict) -> list[tuple[str, str]]:
     memory = report["memory_gib"]
     rows = [("topology", f"{report['topology']} x {report['num_slices']} slice(s): "
                          f"{report['chips']} chips of {report['device_kind']}, mesh {report['mesh']}"),
             ("batch per chip", f"{report['batch_per_chip']:g}"),
-            ("memory per chip", f"{memory['total']:.2f} GiB of {report['hbm_gib']:.2f} "
+            ("memory per chip", f"{memory['total']:.2f} GiB of {_capacity(report)} "
                                 f"(arguments {memory['arguments']:.2f}, temporaries "
                                 f"{memory['temporaries']:.2f}, outputs {memory['outputs']:.2f}, "
                                 f"aliased {memory['aliased']:.2f})"),

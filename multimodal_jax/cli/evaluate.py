@@ -1,5 +1,7 @@
-"""Evaluates the newest checkpoint of a workdir: ``mmjax-evaluate --config configs/clip_shapes.py
---workdir DIR`` (or ``python -m train.evaluate ...`` from the repository root).
+"""Evaluates the newest checkpoint of a workdir: ``mmjax-evaluate --workdir DIR`` (or ``python -m
+train.evaluate ...`` from the repository root), with the config the run recorded there, changed
+by ``--config.FIELD=VALUE`` overrides; or with ``--config CONFIG``, which must describe the same
+model as the record (a workdir without a record, or ``init_from`` weights, needs it).
 
 Prints one JSON object with every metric (and ``step``) as the last line of standard output.
 Multi-host flags as for ``mmjax-train``.

@@ -5,8 +5,12 @@ Reads ``vocab.json`` + ``merges.txt`` (or ``tokenizer.json``) from a Hugging Fac
 or OpenAI's ``bpe_simple_vocab_16e6.txt.gz``. Pure Python (stdlib ``re`` and ``unicodedata``):
 the ``\\p{L}`` / ``\\p{N}`` classes of CLIP's word pattern are built from ``unicodedata``.
 Like ``CLIPTokenizer`` (and unlike OpenAI's original) it does not apply ftfy / html unescaping.
+``train_clip_bpe`` learns such a vocabulary from a run's captions (offline, deterministic), so a
+model trained with it exports to Hugging Face ``CLIPModel`` with tokenizer files ``CLIPTokenizer``
+reads.
 """
 
+import collections
 import functools
 import gzip
 import json
@@ -204,3 +208,77 @@ def _openai_vocab_and_merges(path: str):
     tokens = list(bytes_to_unicode().values())
     tokens += [t + END_OF_WORD for t in tokens] + ["".join(m) for m in merges] + [BOS, EOS]
     return {token: i for i, token in enumerate(tokens)}, merges
+
+
+NUM_BASE = 2 * 256 + 2  # the byte symbols, with and without </w>, and the two special tokens
+
+
+def _words(texts: Iterable[str]) -> collections.Counter:
+    """How often each pre-tokenised word occurs in ``texts`` (CLIP's normaliser and pattern)."""
+    words: collections.Counter = collections.Counter()
+    for text in texts:
+        for piece in word_pattern().findall(normalize(text)):
+            words.update(RESPLIT.get(piece, (piece,)))
+    return words
+
+
+def _symbols(word: str, byte_encoder: dict[int, str]) -> tuple[str, ...]:
+    chars = [byte_encoder[b] for b in word.encode("utf-8")]
+    return tuple(chars[:-1]) + (chars[-1] + END_OF_WORD,)
+
+
+def _merged(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """``symbols`` with every adjacent ``pair`` (left to right) joined."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
+
+
+def learn_merges(texts: Iterable[str], num_merges: int, min_count: int = 2) -> list[tuple[str, str]]:
+    """Byte-level BPE merges of ``texts``, most frequent adjacent pair first (ties: the smallest
+    pair), until ``num_merges`` or no pair occurs ``min_count`` times."""
+    byte_encoder = bytes_to_unicode()
+    counts = _words(texts)
+    words = {w: _symbols(w, byte_encoder) for w in counts}
+    merges: list[tuple[str, str]] = []
+    while len(merges) < num_merges:
+        pairs: collections.Counter = collections.Counter()
+        for word, symbols in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += counts[word]
+        if not pairs:
+            break
+        best, count = min(pairs.items(), key=lambda item: (-item[1], item[0]))
+        if count < min_count:
+            break
+        merges.append(best)
+        words = {w: _merged(s, best) if best[0] in s else s for w, s in words.items()}
+    return merges
+
+
+def train_clip_bpe(texts: Iterable[str], directory: str, vocab_size: int,
+                   max_len: Optional[int] = None) -> "ClipBpeTokenizer":
+    """Learns a CLIP BPE vocabulary of at most ``vocab_size`` tokens from ``texts`` and writes
+    ``vocab.json`` + ``merges.txt`` (Hugging Face's layout, OpenAI's token order: bytes, bytes
+    with ``</w>``, merges, ``<|startoftext|>``, ``<|endoftext|>``) into ``directory``."""
+    if vocab_size <= NUM_BASE:
+        raise ValueError(f"A CLIP BPE vocabulary needs more than {NUM_BASE} tokens (bytes, bytes "
+                         f"ending a word, two specials); config.tokenizer.vocab_size={vocab_size}.")
+    merges = learn_merges(texts, vocab_size - NUM_BASE)
+    tokens = list(bytes_to_unicode().values())
+    tokens += [t + END_OF_WORD for t in tokens] + ["".join(m) for m in merges] + [BOS, EOS]
+    os.makedirs(directory, exist_ok=True)
+    files = {"vocab.json": json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
+             "merges.txt": "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)}
+    for name, text in files.items():  # each written beside, then renamed into place
+        path = os.path.join(directory, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    return ClipBpeTokenizer(directory, max_len=max_len)

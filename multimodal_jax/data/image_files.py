@@ -1,82 +1,132 @@
-"""One image file of a user's, made ready to store in a dataset: fully decoded once to prove it
-readable, then kept byte for byte when it is a JPEG (greyscale or RGB) or an 8-bit PNG, which
-the pipeline's decoder (``tf.io.decode_image``) and every other reader take as they are.
-Anything else is re-encoded: other formats and modes (TIFF, WebP, BMP, GIF, 16-bit PNG, CMYK
-JPEG, ...) losslessly as PNG, an EXIF rotation (decoders ignore it) applied, and a resize only
-when asked for. Images of any size are kept at their size otherwise.
+"""A user's image files as the model's input: folders, globs and paths expanded in a stable
+order, each file decoded and preprocessed exactly as evaluation preprocesses the dataset's
+images (``pipeline.eval_image``), and every file that cannot be read listed with the reason
+instead of ending the run.
+
+TensorFlow decodes PNG, JPEG, GIF (first frame) and BMP; other formats Pillow opens (WebP,
+TIFF, ...) are converted to RGB by Pillow first. Images of any size and mode (grey, RGBA,
+palette, 16-bit) come out as float32 ``[image_size, image_size, 3]`` in the config's
+normalisation.
 """
 
-from __future__ import annotations
-
+import dataclasses
+import glob
 import io
-import warnings
+import os
+from typing import Iterable
+from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
-from PIL import ImageOps
-from PIL import UnidentifiedImageError
 
-# Formats and modes stored as they are (tf.io.decode_image(channels=3) reads them as RGB).
-KEPT = {"JPEG": {"L", "RGB"}, "PNG": {"1", "L", "LA", "RGB", "RGBA", "P"}}
-_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright
+from multimodal_jax.data import datasets
+from multimodal_jax.data import pipeline
 
-
-class UnreadableImage(ValueError):
-    """A file PIL cannot decode completely: not an image, truncated, or too large to open."""
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+GLOB_CHARACTERS = "*?["
 
 
-def decoded(data: bytes) -> Image.Image:
-    """The image, decoded to its last pixel (a truncated file fails here, not in training)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-    except UnidentifiedImageError:
-        raise UnreadableImage("not an image file PIL can identify") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
-        raise UnreadableImage(f"{type(error).__name__}: {error}") from None
-    if image.width < 1 or image.height < 1:
-        raise UnreadableImage(f"empty image ({image.width}x{image.height})")
-    return image
+@dataclasses.dataclass
+class Images:
+    """Preprocessed images (``pixels[i]`` is ``names[i]``) and the files that were skipped."""
+
+    pixels: np.ndarray
+    names: list
+    unreadable: list  # (name, reason)
 
 
-def prepared(data: bytes, resize: int | None = None) -> tuple[bytes, str]:
-    """``(bytes to store, why they were re-encoded or "")``. ``resize``: scale down so that
-    the shorter side is ``resize`` pixels (never up). Raises ``UnreadableImage``."""
-    image = decoded(data)
-    reasons = []
-    if image.format not in KEPT or image.mode not in KEPT[image.format]:
-        reasons.append(f"re-encoded from {image.format} {image.mode}")
-    orientation = image.getexif().get(_ORIENTATION, 1)
-    if orientation != 1:
-        reasons.append(f"turned upright (EXIF orientation {orientation})")
-    if resize and min(image.size) > resize:
-        reasons.append(f"resized from {image.width}x{image.height}")
-    if not reasons:
-        return data, ""
-    return _reencoded(image, resize), "; ".join(reasons)
+def expand(items: Iterable[str]) -> list[str]:
+    """Files named by ``items``: a folder gives its image files (recursively, sorted by path), a
+    glob its matches (sorted), a path itself (checked when read). Duplicates are kept once."""
+    out: list[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            found = [os.path.join(root, name) for root, _, names in os.walk(item) for name in names
+                     if name.lower().endswith(EXTENSIONS)]
+            out += sorted(found)
+        elif any(c in item for c in GLOB_CHARACTERS) and not os.path.exists(item):
+            out += sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+        else:
+            out.append(item)
+    return list(dict.fromkeys(out))
 
 
-def _reencoded(image: Image.Image, resize: int | None) -> bytes:
-    """RGB (or greyscale) pixels upright and resized, as JPEG (quality 95) if they were JPEG,
-    else as PNG (lossless)."""
-    source_format = image.format
-    image = ImageOps.exif_transpose(image)
-    if image.mode.startswith(("I", "F")):  # 16-bit / 32-bit greyscale: scaled to 8 bits
-        pixels = np.asarray(image.convert("F"), np.float64)
-        top = 65535.0 if pixels.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(np.round(pixels * 255.0 / top), 0, 255).astype(np.uint8))
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")  # alpha dropped, as the decoder drops it from kept PNGs
-    if resize and min(image.size) > resize:
-        scale = resize / min(image.size)
-        size = (max(resize, round(image.width * scale)), max(resize, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    if source_format == "JPEG":
-        image.save(out, format="JPEG", quality=95)
-    else:
-        image.save(out, format="PNG")
-    return out.getvalue()
+def _pillow_rgb(data: bytes) -> np.ndarray:
+    """Pixels of an image only Pillow reads, as uint8 RGB ``[H, W, 3]``."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _as_rgb(image) -> np.ndarray:
+    """uint8 pixels ``[H, W]``, ``[H, W, 1 | 3 | 4]`` -> uint8 ``[H, W, 3]`` (alpha dropped)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"images given as arrays must be uint8 pixels, got {image.dtype}; pass "
+                         "file paths, or uint8 [H, W, 3] arrays")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"an image array must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got "
+                         f"shape {image.shape}")
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image[..., :3]
+
+
+class Preprocessor:
+    """``pipeline.eval_image`` for one data config, through the evaluation stream's own map
+    (``pipeline.map_eval_images``)."""
+
+    def __init__(self, data_cfg):
+        self.data_cfg = data_cfg
+        datasets.hide_accelerators_from_tf()
+
+    @property
+    def image_size(self) -> int:
+        return int(datasets.field(self.data_cfg, "image_size"))
+
+    def _mapped(self, items: list, spec: tf.TensorSpec) -> dict[int, np.ndarray]:
+        """``{i: pixels}`` of the ``items`` (encoded bytes, or uint8 RGB arrays) that decode."""
+        if not items:
+            return {}
+        ds = tf.data.Dataset.from_generator(lambda: enumerate(items), output_signature=(
+            tf.TensorSpec([], tf.int64), spec))
+        return {int(i): x for i, x in pipeline.map_eval_images(ds, self.data_cfg).as_numpy_iterator()}
+
+    def pixels(self, images: Sequence) -> np.ndarray:
+        """uint8 pixel arrays (any size; grey, RGB or RGBA) -> float32 ``[N, S, S, 3]``."""
+        rgb = [_as_rgb(image) for image in images]
+        out = self._mapped(rgb, tf.TensorSpec([None, None, 3], tf.uint8))
+        return self._stack([out[i] for i in range(len(rgb))])
+
+    def _stack(self, pixels: list) -> np.ndarray:
+        size = self.image_size
+        return np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.float32)
+
+    def files(self, paths: Sequence[str]) -> Images:
+        """Each readable file of ``paths`` preprocessed; the others listed with their reason.
+        TensorFlow decodes what it can; the rest goes through Pillow (other formats) or is
+        listed as unreadable."""
+        data, unreadable = {}, {}
+        for i, path in enumerate(paths):
+            try:
+                with open(path, "rb") as f:
+                    data[i] = f.read()
+            except OSError as error:
+                unreadable[i] = error.strerror or type(error).__name__
+        keys = sorted(data)
+        decoded = self._mapped([data[k] for k in keys], tf.TensorSpec([], tf.string))
+        decoded = {keys[j]: x for j, x in decoded.items()}
+        others = [k for k in keys if k not in decoded]
+        rgb = {}
+        for k in others:
+            try:
+                rgb[k] = _pillow_rgb(data[k])
+            except (OSError, ValueError, Image.DecompressionBombError) as error:
+                unreadable[k] = " ".join(f"not an image this package can decode ({error})".split())[:200]
+        if rgb:
+            decoded.update(zip(rgb, self.pixels(list(rgb.values()))))
+        order = sorted(decoded)
+        return Images(self._stack([decoded[k] for k in order]), [paths[k] for k in order],
+                      [(paths[k], unreadable[k]) for k in sorted(unreadable)])

@@ -137,7 +137,10 @@ def _example_seed(seed: int, index: tf.Tensor, salt: int) -> tf.Tensor:
 
 
 def _pick(options: tf.Tensor, seed: int, index, random: bool) -> tf.Tensor:
-    """One element of a 1-D string tensor: seeded per example when ``random``, else the first."""
+    """One non-empty element of a 1-D string tensor: seeded per example when ``random``, else
+    the first. An empty string is no text (the built-in multilingual dataset's withheld
+    captions); a list without empty strings is picked from exactly as before."""
+    options = tf.boolean_mask(options, tf.strings.length(options) > 0)
     n = tf.shape(options)[0]
     padded = tf.concat([options, tf.constant([""])], axis=0)  # "" when there are none.
     if not random:
@@ -146,7 +149,7 @@ def _pick(options: tf.Tensor, seed: int, index, random: bool) -> tf.Tensor:
     return padded[u % tf.maximum(n, 1)]
 
 
-def _normalise(ex, cfg, table) -> dict:
+def _model_fields(ex, cfg, table) -> dict:
     """Only the fields the model needs (cheap: no decoding): the image, the label, and the
     candidate texts as a 1-D string tensor (a caption list, one caption, or the label's row of
     the template table)."""
@@ -175,8 +178,8 @@ def _pick_text(ex: dict, index, seed: int, random: bool) -> dict:
 
 
 def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
-    """``_normalise`` then ``_pick_text``: one example as the model reads it, before decoding."""
-    return _pick_text(_normalise(ex, cfg, table), index, seed, random)
+    """``_model_fields`` then ``_pick_text``: one example as the model reads it, before decoding."""
+    return _pick_text(_model_fields(ex, cfg, table), index, seed, random)
 
 
 def _resize_and_centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -195,13 +198,43 @@ def _resize_and_centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.ensure_shape(image[top:top + size, left:left + size], [size, size, 3])
 
 
+def _decode(image: tf.Tensor) -> tf.Tensor:
+    """An encoded image (PNG, JPEG, GIF's first frame, BMP) or decoded pixels -> RGB [H, W, 3]."""
+    if image.dtype == tf.string:
+        return tf.io.decode_image(image, channels=3, expand_animations=False)
+    if image.shape[-1] == 1:
+        return tf.image.grayscale_to_rgb(image)
+    return image
+
+
+def _normalise(image: tf.Tensor, cfg) -> tf.Tensor:
+    """Pixels in [0, 255] -> the data config's normalisation (``mean`` / ``std`` of [0, 1])."""
+    mean = tf.constant(datasets.field(cfg, "mean"), tf.float32) * 255.0
+    std = tf.constant(datasets.field(cfg, "std"), tf.float32) * 255.0
+    return (image - mean) / std
+
+
+def eval_image(image: tf.Tensor, cfg) -> tf.Tensor:
+    """One image as evaluation sees it: decoded, resized (shorter side) and centre-cropped to
+    ``image_size``, normalised; float32 ``[size, size, 3]``. ``image``: encoded bytes (a
+    tf.string scalar) or uint8 pixels ``[H, W, 1 or 3]``. What ``train.predict`` and
+    ``multimodal_jax.inference`` feed the model, so that files get the pipeline's numbers."""
+    size = int(datasets.field(cfg, "image_size"))
+    return _normalise(_resize_and_centre_crop(_decode(image), size), cfg)
+
+
+def map_eval_images(images: tf.data.Dataset, cfg) -> tf.data.Dataset:
+    """``(key, image) -> (key, eval_image(image))`` over a dataset of a user's images, mapped as
+    the evaluation stream maps its examples (same parallel map, same options), so that an image
+    file gives bitwise the numbers its copy in a dataset gives. An image that fails to decode
+    is dropped; its key is missing from the output."""
+    ds = _parallel_map(images, lambda key, image: (key, eval_image(image, cfg)))
+    return ds.ignore_errors().with_options(_options())
+
+
 def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool) -> dict:
     """Decode, resize, (optionally flip), normalise the image; tokenise the text."""
-    image = ex["image"]
-    if image.dtype == tf.string:
-        image = tf.io.decode_image(image, channels=3, expand_animations=False)
-    elif image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
+    image = _decode(ex["image"])
     augmented = augment.train_image(
         image, int(datasets.field(cfg, "image_size")), datasets.field(cfg, "augment"),
         _example_seed(seed, ex["_index"], _CROP_SALT), float(datasets.field(cfg, "crop_area_min")),
@@ -211,9 +244,9 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
     image = augmented
     if train and datasets.field(cfg, "flip"):
         image = tf.image.stateless_random_flip_left_right(image, _example_seed(seed, ex["_index"], _FLIP_SALT))
-    mean = tf.constant(datasets.field(cfg, "mean"), tf.float32) * 255.0
-    std = tf.constant(datasets.field(cfg, "std"), tf.float32) * 255.0
-    out = {"image": (image - mean) / std}
+    out = {"image": _normalise(image, cfg)}
+    if not train:  # which example of the (filtered) split a row is, for joining other fields
+        out["index"] = ex["_index"]
     for key in ("label", "_repeats"):
         if key in ex:
             out[key] = ex[key]
@@ -282,7 +315,7 @@ def _setup(data_cfg, tokenizer):
 def _component(part, index: int, count: int, seed: int) -> tf.data.Dataset:
     """One dataset's endless stream: its train split in file order, filtered, repeated,
     shuffled with its own seed (``seed`` itself for the first or only one), each example
-    ``_normalise``d with an ``_id`` unique over the ``count`` datasets (its file position)."""
+    ``_model_fields`` with an ``_id`` unique over the ``count`` datasets (its file position)."""
     datasets.hide_accelerators_from_tf()
     builder = datasets.builder(part)
     _validate(builder, part)
@@ -294,7 +327,7 @@ def _component(part, index: int, count: int, seed: int) -> tf.data.Dataset:
         ds = ds.filter(lambda position, ex: keep(ex))
     ds = ds.repeat().shuffle(int(datasets.field(part, "shuffle_buffer")), seed=seed + index)
     return _parallel_map(ds, lambda position, ex: {
-        **_normalise(ex, part, table), "_id": position * count + index})
+        **_model_fields(ex, part, table), "_id": position * count + index})
 
 
 def _examples(data_cfg, seed: int) -> tf.data.Dataset:
@@ -417,7 +450,8 @@ def make_eval_dataset(
 ) -> tf.data.Dataset:
     """One pass over ``split`` in order; this process's contiguous part, padded with mask=False so
     every process yields the same number of local batches. ``filter=(feature, value)`` keeps
-    examples whose feature equals value (e.g. ("num_objects", 1))."""
+    examples whose feature equals value (e.g. ("num_objects", 1)). Each row's ``index`` is its
+    place in the (filtered) split: rows gathered from several processes are not in file order."""
     process_index, process_count = _processes(process_index, process_count)
     local = _local_batch_size(global_batch_size, process_count)
     builder, table, max_len = _setup(data_cfg, tokenizer)
@@ -447,7 +481,8 @@ def make_eval_iterator(
     process_index: int | None = None, process_count: int | None = None,
     filter: tuple[str, Any] | None = None,  # noqa: A002
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Finite numpy batches {"image", "tokens", "label"?, "mask"} of ``split`` (see make_eval_dataset)."""
+    """Finite numpy batches {"image", "tokens", "label"?, "index", "mask"} of ``split`` (see
+    make_eval_dataset)."""
     return make_eval_dataset(
         data_cfg, split, tokenizer, global_batch_size, process_index, process_count, filter
     ).as_numpy_iterator()

@@ -2,7 +2,7 @@
 writer (``tfds.dataset_builders.store_as_tfds_dataset``) into ``DATA_DIR/NAME/1.0.0`` and then
 read like any prepared dataset (``config.data.name=NAME``, ``config.data.data_dir=DATA_DIR``).
 
-Features: ``image`` (the file's bytes, see ``image_files.py``), ``caption`` (a string, or a
+Features: ``image`` (the file's bytes, see ``stored_images.py``), ``caption`` (a string, or a
 list of strings where some image has several), ``label`` (a ClassLabel, where the input names
 classes) and ``image/filename`` (the example's key). Splits ``train`` and ``test``: the test
 split takes ``n * test_fraction`` (rounded) examples of each class (of all, without classes), those
@@ -23,7 +23,7 @@ import shutil
 
 import tensorflow_datasets as tfds
 
-from multimodal_jax.data import image_files
+from multimodal_jax.data import stored_images
 from multimodal_jax.data import user_files
 
 VERSION = "1.0.0"
@@ -98,8 +98,8 @@ def _examples(candidates, spec, resize: int, problems: list, reencoded: list):
             problems.append(data)
             continue
         try:
-            image, why = image_files.prepared(data, resize or None)
-        except image_files.UnreadableImage as error:
+            image, why = stored_images.prepared(data, resize or None)
+        except stored_images.UnreadableImage as error:
             problems.append(user_files.Problem(candidate.key, f"unreadable image: {error}"))
             continue
         if why:

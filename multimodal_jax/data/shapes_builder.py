@@ -6,6 +6,11 @@ this module registers the builder (a second import or reload does not re-registe
 
     builder = prepare_shapes("tiny", data_dir)      # or "32px", "64px", "32px_textured"
     ds = builder.as_dataset(split="train")
+
+``32px_multilingual`` (and ``tiny_multilingual``) draw the same images as ``32px`` (``tiny``)
+and add ``captions``, one caption per language of ``config.languages`` (translations of one
+another; ``shapes_multilingual``), and their shared meaning ``gloss``; ``caption`` is the first
+language's. Its train split withholds ``XFER_PAIRS`` from the ``xfer_language``'s captions.
 """
 
 import dataclasses
@@ -19,12 +24,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from multimodal_jax.data import shapes_multilingual as multilingual
 from multimodal_jax.data import shapes_render as render
 from multimodal_jax.data.shapes_captions import CLASS_NAMES
 from multimodal_jax.data.shapes_captions import ZEROSHOT_TEMPLATES
 from multimodal_jax.data.shapes_captions import class_label
 from multimodal_jax.data.shapes_captions import pair_caption
 from multimodal_jax.data.shapes_captions import single_caption
+from multimodal_jax.data.shapes_languages import CODES
 from multimodal_jax.data.shapes_render import COLORS
 from multimodal_jax.data.shapes_render import POSITIONS
 from multimodal_jax.data.shapes_render import RELATIONS
@@ -33,7 +40,7 @@ from multimodal_jax.data.shapes_render import SIZES
 
 __all__ = [
     "SHAPES", "COLORS", "SIZES", "POSITIONS", "RELATIONS", "CLASS_NAMES", "ZEROSHOT_TEMPLATES",
-    "HELDOUT_PAIRS", "TRAIN_PAIRS", "SPLITS", "ShapesConfig", "CaptionedShapes",
+    "HELDOUT_PAIRS", "TRAIN_PAIRS", "XFER_PAIRS", "SPLITS", "ShapesConfig", "CaptionedShapes",
     "generate_example", "prepare_shapes",
 ]
 
@@ -45,6 +52,9 @@ HELDOUT_PAIRS: Tuple[Tuple[str, str], ...] = (
 )
 TRAIN_PAIRS: Tuple[Tuple[str, str], ...] = tuple(
     (s, c) for s in SHAPES for c in COLORS if (s, c) not in HELDOUT_PAIRS)
+# Pairs the transfer language's training captions never name (multilingual configs): half of
+# TRAIN_PAIRS, each shape with about half of its colours.
+XFER_PAIRS = multilingual.checkerboard_pairs(excluded=HELDOUT_PAIRS)
 SPLITS = ("train", "test", "heldout")  # the split id is the index here
 PAIR_FRACTION = 0.3  # share of two-object images
 MAX_ANGLE = 0.15  # radians of random rotation, small so a square never becomes a diamond
@@ -53,7 +63,8 @@ _RELATION_POSITION = {"left of": "left", "right of": "right", "above": "top", "b
 
 @dataclasses.dataclass(eq=False)
 class ShapesConfig(tfds.core.BuilderConfig):
-    """Image side, background style, split sizes and seed of one dataset variant."""
+    """Image side, background style, split sizes and seed of one dataset variant; caption
+    languages (none: the English ``caption`` alone) and the transfer language."""
 
     image_size: int = 32
     textured: bool = False
@@ -61,6 +72,8 @@ class ShapesConfig(tfds.core.BuilderConfig):
     num_test: int = 2_000
     num_heldout: int = 2_000
     seed: int = 0
+    languages: Tuple[str, ...] = ()
+    xfer_language: str = ""
 
     def num_examples(self, split: str) -> int:
         return {"train": self.num_train, "test": self.num_test,
@@ -108,19 +121,35 @@ def generate_example(config: ShapesConfig, split: str, index: int) -> Dict:
     scene = _sample_scene(rng, split)
     image = _render(rng, scene, config.image_size, config.textured)
     (shape, color), second = scene["first"], scene["second"]
-    if second is None:
+    texts = {}
+    if config.languages:
+        texts = _multilingual_captions(rng, config, split, index, scene)
+        caption = texts["captions"][0]
+    elif second is None:
         caption = single_caption(rng, shape, color, scene["size"], scene["position"])
-        shape2 = color2 = label2 = -1
     else:
         caption = pair_caption(rng, scene["first"], second, scene["relation"])
+    if second is None:
+        shape2 = color2 = label2 = -1
+    else:
         shape2, color2 = SHAPES.index(second[0]), COLORS.index(second[1])
         label2 = class_label(*second)
     return {
-        "image": image, "caption": caption, "label": class_label(shape, color),
+        **texts, "image": image, "caption": caption, "label": class_label(shape, color),
         "shape": shape, "color": color, "size": scene["size"], "position": scene["position"],
         "num_objects": np.int32(1 if second is None else 2), "relation": scene["relation"],
         "shape2": np.int32(shape2), "color2": np.int32(color2), "label2": np.int32(label2),
     }
+
+
+def _multilingual_captions(rng: np.random.Generator, config: ShapesConfig, split: str,
+                           index: int, scene: Dict) -> Dict:
+    """{"captions": one per language of the config, "gloss": their meaning}."""
+    content = multilingual.sample_content(rng, scene)
+    withheld = multilingual.withheld_languages(split, content, config.xfer_language, XFER_PAIRS)
+    seed = (config.seed, SPLITS.index(split), index)
+    return {"captions": list(multilingual.captions(seed, config.languages, content, withheld)),
+            "gloss": content.gloss()}
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -150,6 +179,12 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder,
                      description="32x32 images on a low-contrast striped, noisy background."),
         ShapesConfig(name="tiny", num_train=512, num_test=128, num_heldout=128,
                      description="32x32, few examples: for tests."),
+        ShapesConfig(name="32px_multilingual", languages=CODES, xfer_language="zh",
+                     description="The 32px images with parallel captions in "
+                                 f"{', '.join(CODES)}; zh never names XFER_PAIRS in train."),
+        ShapesConfig(name="tiny_multilingual", num_train=512, num_test=128, num_heldout=128,
+                     languages=CODES, xfer_language="zh",
+                     description="tiny with the multilingual captions: for tests."),
     ]
     DEFAULT_BUILDER_CONFIG_NAME = "32px"
 
@@ -165,10 +200,19 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder,
         def index():
             return tfds.features.Scalar(np.int32, doc="object 2; -1 if there is none")
 
+        languages = self.builder_config.languages
+        multilingual_features = {
+            "captions": tfds.features.Sequence(
+                tfds.features.Text(), length=len(languages),
+                doc=f"one caption per language, in the order {list(languages)}; '' where the "
+                    "language withholds the example"),
+            "gloss": tfds.features.Text(doc="what every caption of the example says"),
+        } if languages else {}
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
             features=tfds.features.FeaturesDict({
+                **multilingual_features,
                 "image": tfds.features.Image(shape=(size, size, 3), dtype=np.uint8),
                 "caption": tfds.features.Text(),
                 "label": tfds.features.ClassLabel(names=CLASS_NAMES),

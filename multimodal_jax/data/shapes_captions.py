@@ -57,21 +57,21 @@ RELATION_PHRASES: Dict[str, Tuple[str, ...]] = {
     "below": ("below", "under", "beneath"),
 }
 # Where object 2 is as seen from object 1 ("a red circle with a blue square to its right").
-_RELATION_TAILS = {
+RELATION_TAILS = {
     "left of": ("to its right", "on its right"),
     "right of": ("to its left", "on its left"),
     "above": ("below it", "under it"),
     "below": ("above it", "over it"),
 }
 # (side of object 1, side of object 2) for "on the left a ..., on the right a ...".
-_RELATION_SIDES = {
+RELATION_SIDES = {
     "left of": ("on the left", "on the right"),
     "right of": ("on the right", "on the left"),
     "above": ("at the top", "at the bottom"),
     "below": ("at the bottom", "at the top"),
 }
 
-_SINGLE_TEMPLATES = (
+SINGLE_TEMPLATES = (
     "{np}",
     "{np}.",
     "a photo of {np}.",
@@ -83,14 +83,14 @@ _SINGLE_TEMPLATES = (
     "the image shows {np}.",
     "a simple picture of {np}.",
 )
-_SINGLE_POSITION_TEMPLATES = (
+SINGLE_POSITION_TEMPLATES = (
     "{np} {pos}.",
     "there is {np} {pos}.",
     "a photo of {np} {pos}.",
     "the image shows {np} {pos}.",
     "{pos} there is {np}.",
 )
-_PAIR_TEMPLATES = (
+PAIR_TEMPLATES = (
     "{np1} {rel} {np2}",
     "{np1} {rel} {np2}.",
     "a photo of {np1} {rel} {np2}.",
@@ -113,9 +113,9 @@ ZEROSHOT_TEMPLATES: Tuple[str, ...] = (
     "the image shows a {}.",
 )
 
-_CANONICAL_P = 0.7  # probability of the canonical colour / shape word
-_SIZE_P = 0.5  # probability that a single-object caption mentions the size
-_POSITION_P = 0.4  # probability that a single-object caption mentions the position
+CANONICAL_P = 0.7  # probability of the canonical colour / shape word
+SIZE_P = 0.5  # probability that a single-object caption mentions the size
+POSITION_P = 0.4  # probability that a single-object caption mentions the position
 
 
 def class_label(shape: str, color: str) -> int:
@@ -142,8 +142,8 @@ def _with_article(phrase: str) -> str:
 
 def noun_phrase(rng: np.random.Generator, shape: str, color: str, size: str = "") -> str:
     """E.g. "a red circle", "a small crimson disc", "an orange ring" (size optional)."""
-    words = [_word(rng, COLOR_WORDS[color], _CANONICAL_P),
-             _word(rng, SHAPE_WORDS[shape], _CANONICAL_P)]
+    words = [_word(rng, COLOR_WORDS[color], CANONICAL_P),
+             _word(rng, SHAPE_WORDS[shape], CANONICAL_P)]
     if size:
         words.insert(0, _word(rng, SIZE_WORDS[size], 0.5))
     return _with_article(" ".join(words))
@@ -152,11 +152,11 @@ def noun_phrase(rng: np.random.Generator, shape: str, color: str, size: str = ""
 def single_caption(rng: np.random.Generator, shape: str, color: str, size: str,
                    position: str) -> str:
     """A caption for a one-object image; size and position are mentioned at random."""
-    np_ = noun_phrase(rng, shape, color, size if rng.random() < _SIZE_P else "")
-    if rng.random() >= _POSITION_P:
-        return _choose(rng, _SINGLE_TEMPLATES).format(np=np_)
+    np_ = noun_phrase(rng, shape, color, size if rng.random() < SIZE_P else "")
+    if rng.random() >= POSITION_P:
+        return _choose(rng, SINGLE_TEMPLATES).format(np=np_)
     pos = _choose(rng, POSITION_PHRASES[position])
-    return _choose(rng, _SINGLE_POSITION_TEMPLATES).format(np=np_, pos=pos)
+    return _choose(rng, SINGLE_POSITION_TEMPLATES).format(np=np_, pos=pos)
 
 
 def pair_caption(rng: np.random.Generator, first: Tuple[str, str], second: Tuple[str, str],
@@ -167,11 +167,11 @@ def pair_caption(rng: np.random.Generator, first: Tuple[str, str], second: Tuple
     """
     np1 = noun_phrase(rng, *first)
     np2 = noun_phrase(rng, *second)
-    side1, side2 = _RELATION_SIDES[relation]
-    template = _choose(rng, _PAIR_TEMPLATES)
+    side1, side2 = RELATION_SIDES[relation]
+    template = _choose(rng, PAIR_TEMPLATES)
     return template.format(
         np1=np1, np2=np2, rel=_choose(rng, RELATION_PHRASES[relation]),
-        tail=_choose(rng, _RELATION_TAILS[relation]), side1=side1, side2=side2)
+        tail=_choose(rng, RELATION_TAILS[relation]), side1=side1, side2=side2)
 
 
 _COLOR_OF_WORD = {w: c for c, ws in COLOR_WORDS.items() for w in ws}
@@ -192,10 +192,10 @@ def parse_objects(caption: str) -> List[Tuple[str, str]]:
 
 def vocabulary() -> List[str]:
     """Every word any caption or zero-shot prompt can contain, sorted."""
-    texts = [*_SINGLE_TEMPLATES, *_SINGLE_POSITION_TEMPLATES, *_PAIR_TEMPLATES,
+    texts = [*SINGLE_TEMPLATES, *SINGLE_POSITION_TEMPLATES, *PAIR_TEMPLATES,
              *ZEROSHOT_TEMPLATES, "a an"]
     for table in (SHAPE_WORDS, COLOR_WORDS, SIZE_WORDS, POSITION_PHRASES, RELATION_PHRASES,
-                  _RELATION_TAILS, _RELATION_SIDES):
+                  RELATION_TAILS, RELATION_SIDES):
         texts.extend(" ".join(v) for v in table.values())
     words = set()
     for text in texts:

@@ -22,7 +22,7 @@ from multimodal_jax import fields
 
 Texts = Union[str, bytes, Sequence[Union[str, bytes]]]
 KINDS = ("sentencepiece", "bytes", "clip_bpe")
-FIELDS = ("kind", "path", "vocab_size", "max_len")  # of config.tokenizer
+FIELDS = ("kind", "path", "vocab_size", "max_len", "byte_fallback")  # of config.tokenizer
 
 
 def _as_str(text: Union[str, bytes]) -> str:
@@ -187,25 +187,30 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 def train_sentencepiece(texts: Sequence[str], model_path: str, vocab_size: int,
-                        model_type: str = "bpe",
-                        max_len: Optional[int] = None) -> SentencePieceTokenizer:
+                        model_type: str = "bpe", max_len: Optional[int] = None,
+                        byte_fallback: bool = False) -> SentencePieceTokenizer:
     """Trains a SentencePiece model on ``texts`` offline and writes it to ``model_path``.
 
     Deterministic (one thread, input order kept): same texts -> same file. Ids: pad 0,
     bos 1, eos 2, unk 3. BPE by default: on a small caption vocabulary unigram prunes to
     sub-word fragments. vocab_size is an upper bound: a small corpus may give fewer pieces
-    (read ``.vocab_size`` of the returned tokenizer).
+    (read ``.vocab_size`` of the returned tokenizer). ``byte_fallback`` adds the 256 byte
+    pieces (ids 4-259), so a character never seen in training (another script, an emoji)
+    becomes its UTF-8 bytes instead of unk, and decodes back to itself.
     """
     texts = [_as_str(t) for t in texts]
     if not texts:
         raise ValueError("train_sentencepiece needs at least one text.")
-    if vocab_size < 8:
-        raise ValueError(f"vocab_size must be >= 8 (4 special ids + pieces), got {vocab_size}.")
+    minimum = 8 + (256 if byte_fallback else 0)
+    if vocab_size < minimum:
+        raise ValueError(f"vocab_size must be >= {minimum} (4 special ids"
+                         f"{', 256 bytes' if byte_fallback else ''} + pieces), got {vocab_size}.")
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=model, vocab_size=int(vocab_size),
         model_type=model_type, character_coverage=1.0, num_threads=1,
         pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
+        byte_fallback=bool(byte_fallback),
         shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
     path = os.fspath(model_path)
     parent = os.path.dirname(path)
@@ -290,6 +295,13 @@ def check_config(tokenizer: Any, read_file: bool = True) -> None:
     fields.check_known(tokenizer, FIELDS, "config.tokenizer")
     check_kind(tokenizer.kind)
     fields.check_positive_ints(tokenizer, ("vocab_size", "max_len"), "config.tokenizer")
+    byte_fallback = tokenizer.get("byte_fallback", False)
+    if not isinstance(byte_fallback, bool):
+        raise ValueError(f"config.tokenizer.byte_fallback={byte_fallback!r} must be True or False.")
+    if byte_fallback and tokenizer.kind != "sentencepiece":
+        raise ValueError(f"config.tokenizer.byte_fallback=True is for kind='sentencepiece' (it "
+                         f"trains the workdir's model with byte pieces); kind={tokenizer.kind!r} "
+                         "has no such option: set it to False.")
     if not read_file:
         return
     path = tokenizer.get("path", "")

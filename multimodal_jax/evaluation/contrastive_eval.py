@@ -1,5 +1,7 @@
 """Evaluates a two-tower model: zero-shot classification on each configured split and
-image<->text retrieval, with the encoders jitted over the device mesh."""
+image<->text retrieval, with the encoders jitted over the device mesh; with
+``evaluation.languages``, both in every language of the multilingual built-in dataset
+(``multilingual.py``)."""
 
 import functools
 from typing import Optional
@@ -18,6 +20,7 @@ from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import linear_probe
+from multimodal_jax.evaluation import multilingual
 from multimodal_jax.evaluation import retrieval
 from multimodal_jax.evaluation import zeroshot
 
@@ -98,6 +101,22 @@ class Evaluator(base.Evaluator):
         """All contrastive metrics, keyed like ``zeroshot/test/top1`` and
         ``retrieval/test/i2t_r1``."""
         ev, metrics = self.config.evaluation, {}
+        if ev.get("languages"):  # per-language zero-shot and retrieval replace the English ones
+            metrics.update(multilingual.evaluate(
+                self.config, lambda split: self.split_image_embeddings(params, mesh, split),
+                lambda texts: self.text_embeddings(params, mesh, texts),
+                picture_path if jax.process_index() == 0 else None))
+        else:
+            metrics.update(self._english(params, mesh, picture_path))
+        probe = ev.get("linear_probe")  # optional: a linear probe on the frozen image features
+        if probe and (probe.get("methods") or probe.get("shots")):
+            metrics.update(linear_probe.evaluate(self.encoders.features, params, self.config.data,
+                                                 probe, mesh))
+        return metrics
+
+    def _english(self, params, mesh: Mesh, picture_path: Optional[str]) -> dict[str, float]:
+        """Zero-shot with the configured class names and templates, and retrieval."""
+        ev, metrics = self.config.evaluation, {}
         if ev.zeroshot_splits:  # none for an image-text dataset without labels
             names, templates = class_names_and_templates(self.config)
             class_emb = self.class_embeddings(params, mesh, names, templates)
@@ -105,21 +124,38 @@ class Evaluator(base.Evaluator):
             metrics.update(self.zeroshot(params, mesh, split, class_emb, names, picture_path))
         metrics.update(_retrieval(self.encoders, params, self.config, self.tokenizer, mesh,
                                   picture_path))
-        probe = ev.get("linear_probe")  # optional: a linear probe on the frozen image features
-        if probe and (probe.get("methods") or probe.get("shots")):
-            metrics.update(linear_probe.evaluate(self.encoders.features, params, self.config.data,
-                                                 probe, mesh))
         return metrics
+
+    def _text_encoder(self, params, mesh: Mesh):
+        """tokens [batch_size, L] -> text embeddings on every process. Every process holds the
+        same tokens and feeds its share (multi-host)."""
+        def encode_tokens(tokens):
+            return encode.gather(self.encoders.text(
+                params, device_input.shard_for_mesh(_own_rows(tokens), mesh)))
+        return encode_tokens
 
     def class_embeddings(self, params, mesh: Mesh, names, templates) -> np.ndarray:
         """One embedding per class of ``names``: its prompts' text embeddings, ensembled."""
         ev, max_len = self.config.evaluation, self.config.tokenizer.max_len
-        # Every process holds the same prompt tokens: each feeds its share (multi-host).
-        text_fn = lambda t: self.encoders.text(  # noqa: E731
-            params, device_input.shard_for_mesh(_own_rows(t), mesh))
         return zeroshot.class_embeddings(
-            lambda t: encode.gather(text_fn(t)), lambda texts: self.tokenizer.encode(texts, max_len),
+            self._text_encoder(params, mesh), lambda texts: self.tokenizer.encode(texts, max_len),
             names, templates, batch_size=ev.batch_size)
+
+    def text_embeddings(self, params, mesh: Mesh, texts) -> np.ndarray:
+        """L2-normalised embeddings [N, D] of texts every process holds alike."""
+        tokens = self.tokenizer.encode(list(texts), self.config.tokenizer.max_len)
+        return zeroshot.encode_in_chunks(self._text_encoder(params, mesh), tokens,
+                                         self.config.evaluation.batch_size)
+
+    def split_image_embeddings(self, params, mesh: Mesh, split: str) -> np.ndarray:
+        """Image embeddings [N, D] of every example of ``split``, in the split's file order."""
+        batches = pipeline.make_eval_iterator(self.config.data, split, None,
+                                              self.config.evaluation.batch_size)
+        result = encode.map_dataset(self.encoders.image, params, batches, mesh, ("image",),
+                                    ("index",))
+        ordered = np.empty_like(result["out"])
+        ordered[result["index"]] = result["out"]
+        return ordered
 
     def zeroshot(self, params, mesh: Mesh, split: str, class_emb, names,
                  picture_path: Optional[str] = None) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""PNG figures for evaluation results, drawn with PIL only: a retrieval grid and a confusion heat map.
+"""PNG figures for evaluation results, drawn with PIL only: a retrieval grid, a confusion heat map
+and a table of scores.
 
 They are meant to be looked at next to the numbers: which captions an image retrieves and
 which classes the model mixes up. Text uses PIL's default font (scalable in Pillow >= 10.1).
@@ -280,5 +281,43 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
         draw.text((bx + bar_w + 7, y), f"{value:g}", fill=_BLACK, font=tick_font, anchor="lm")
     bar_label = _rotated_text("fraction of true class", tick_font, _GREY)
     canvas.paste(bar_label, (bx + bar_w + 42, int(top + bar_h / 2 - bar_label.height / 2)), bar_label)
+    canvas.save(path, format="PNG")
+    return path
+
+
+def score_table_png(values, row_labels: Sequence[str], col_labels: Sequence[str], path: str,
+                    title: str, subtitle: str = "", cell: int = 56) -> str:
+    """Save a table of scores in [0, 1] as a heat map with the percentages written in its cells
+    (NaN cells grey, marked "-"); rows and columns labelled. Returns path."""
+    values = np.asarray(values, np.float64)
+    if values.shape != (len(row_labels), len(col_labels)) or not values.size:
+        raise ValueError(f"values must be [{len(row_labels)}, {len(col_labels)}] for the labels "
+                         f"given; got shape {values.shape}.")
+    font, title_font, small = default_font(13), default_font(18), default_font(12)
+    pad = 16
+    label_w = int(max(font.getlength(label) for label in row_labels)) + 10
+    left, top = pad + label_w, pad + 52 + 22
+    width = max(left + cell * len(col_labels) + pad,
+                pad * 2 + int(max(title_font.getlength(title), small.getlength(subtitle))))
+    height = top + cell * len(row_labels) + pad
+    canvas = Image.new("RGB", (width, height), _WHITE)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, pad), title, fill=_BLACK, font=title_font)
+    draw.text((pad, pad + 26), subtitle, fill=_GREY, font=small)
+    missing = np.isnan(values)
+    rgb = _colour(np.where(missing, 0.0, values))
+    rgb[missing] = _EMPTY_ROW
+    for i, row in enumerate(values):
+        draw.text((left - 8, top + i * cell + cell / 2), row_labels[i], fill=_BLACK, font=font,
+                  anchor="rm")
+        for j, value in enumerate(row):
+            x, y = left + j * cell, top + i * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=tuple(int(c) for c in rgb[i, j]),
+                           outline=_LIGHT)
+            text = "-" if np.isnan(value) else f"{100 * value:.1f}"
+            colour = _WHITE if not np.isnan(value) and value > 0.55 else _BLACK
+            draw.text((x + cell / 2, y + cell / 2), text, fill=colour, font=font, anchor="mm")
+    for j, label in enumerate(col_labels):
+        draw.text((left + j * cell + cell / 2, top - 6), label, fill=_BLACK, font=font, anchor="mb")
     canvas.save(path, format="PNG")
     return path

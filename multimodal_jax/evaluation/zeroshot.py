@@ -79,9 +79,17 @@ def class_embeddings(encode_text: Callable, tokenize: Callable, class_names: Seq
         raise ValueError(
             f"tokenize(list of {len(prompts)} strings) must return [{len(prompts)}, L] token ids; "
             f"it returned shape {tokens.shape}.")
-    emb = _l2_normalise(encode_in_chunks(encode_text, tokens, batch_size))
-    emb = emb.reshape(len(class_names), len(templates), -1).mean(axis=1)
-    return _l2_normalise(emb)
+    return ensemble(encode_in_chunks(encode_text, tokens, batch_size), len(class_names))
+
+
+def ensemble(prompt_emb: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class embeddings float32 [C, D] from prompt embeddings [C * T, D] (class-major, T prompts
+    per class): the mean of the L2-normalised prompts of each class, re-normalised."""
+    prompt_emb = _l2_normalise(prompt_emb)
+    if num_classes < 1 or len(prompt_emb) % num_classes:
+        raise ValueError(f"{len(prompt_emb)} prompt embeddings do not split into {num_classes} "
+                         "classes with the same number of prompts each.")
+    return _l2_normalise(prompt_emb.reshape(num_classes, len(prompt_emb) // num_classes, -1).mean(axis=1))
 
 
 @jax.jit

@@ -101,6 +101,16 @@ def _described_as_a_tpu_host(topology: str):
                 os.environ.pop(name, None)
 
 
+def compiler_options(mesh) -> dict:
+    """Options for compiling on ``mesh``'s devices. XLA:GPU without a GPU cannot try its
+    Triton matmul tilings and may pick one that does not fit a shape (e.g. 77 text tokens):
+    compile-only GPUs use cuBLAS for every matmul (memory is close to a real run's; the
+    program is not the autotuned one). Set per compile: ``XLA_FLAGS`` reaches the GPU plugin
+    only if set before JAX starts."""
+    device = mesh.devices.flat[0]
+    return {"xla_gpu_enable_triton_gemm": False} if device.platform == "gpu" else {}
+
+
 def devices_per_chip(devices) -> int:
     """Compile-only devices on one chip: TensorCores (two on v4, one elsewhere)."""
     cores = {getattr(d, "core_on_chip", 0) for d in devices}

@@ -7,6 +7,7 @@ other generations one; per-device figures are the chip's divided by its devices.
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 GIB = 2 ** 30
@@ -21,6 +22,16 @@ class Chip:
     bf16_flops: float  # dense, per second
     hbm_bytes_per_s: float
     source: str
+    gpu: bool = False
+
+    def usable_gib(self, environ=None) -> float:
+        """What a JAX process may fill: all of a TPU's HBM; of a GPU's, the share JAX
+        preallocates (``XLA_PYTHON_CLIENT_MEM_FRACTION``, 0.75 unless set)."""
+        share = 1.0
+        if self.gpu:
+            share = float((os.environ if environ is None else environ).get(
+                "XLA_PYTHON_CLIENT_MEM_FRACTION", "0.75"))
+        return self.hbm_bytes * share / GIB
 
 
 # Matched by a substring of ``device.device_kind`` (first match wins: longer names first).
@@ -29,9 +40,9 @@ CHIPS = (
     Chip("TPU v5 lite", 16 * GIB, 197e12, 819e9, "https://cloud.google.com/tpu/docs/v5e"),
     Chip("TPU v5", 95 * GIB, 459e12, 2765e9, "https://cloud.google.com/tpu/docs/v5p"),
     Chip("TPU v4", 32 * GIB, 275e12, 1228e9, "https://cloud.google.com/tpu/docs/v4"),
-    Chip("H200", 141e9, 989e12, 4.8e12, "https://www.nvidia.com/en-us/data-center/h200/"),
-    Chip("H100", 80e9, 989e12, 3.35e12, "https://www.nvidia.com/en-us/data-center/h100/"),
-    Chip("A100", 80e9, 312e12, 2.039e12, "https://www.nvidia.com/en-us/data-center/a100/"),
+    Chip("H200", 141e9, 989e12, 4.8e12, "https://www.nvidia.com/en-us/data-center/h200/", gpu=True),
+    Chip("H100", 80e9, 989e12, 3.35e12, "https://www.nvidia.com/en-us/data-center/h100/", gpu=True),
+    Chip("A100", 80e9, 312e12, 2.039e12, "https://www.nvidia.com/en-us/data-center/a100/", gpu=True),
 )
 
 

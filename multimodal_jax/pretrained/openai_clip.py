@@ -27,13 +27,17 @@ def load_openai_clip(path: str, *, act: str = "quick_gelu", vision_heads: int | 
                      text_heads: int | None = None, text_pool: str = "argmax",
                      eos_id: int | None = None, pad_id: int = 0, ln_eps: float = 1e-5,
                      dtype=jnp.float32):
-    """``(TwoTower, {"params": ...})`` for an OpenAI-style CLIP state dict (safetensors / npz).
+    """``(TwoTower, {"params": ...})`` for an OpenAI-style CLIP state dict (safetensors / npz), or
+    a folder holding one (with ``open_clip_config.json``, whose activation and heads are used).
 
     ``act`` is ``"quick_gelu"`` for OpenAI's own weights and ``"gelu"`` for most open_clip
     models trained from scratch (those named ``*-quickgelu`` use quick_gelu). Heads default to
     width // 64. ``text_pool="argmax"`` pools at the highest token id (OpenAI's end-of-text
     rule); ``"eos"`` pools at the first ``eos_id`` (default: the last vocabulary id).
     """
+    saved = open_clip_options(path)  # a folder with open_clip_config.json: its architecture
+    act = saved.get("act", act)
+    vision_heads, text_heads = vision_heads or saved.get("vision_heads"), text_heads or saved.get("text_heads")
     checkpoint = tm.strip_prefix(weights_files.read_checkpoint(_weights_file(path)), "module.")
     text_prefix = "text." if "text.token_embedding.weight" in checkpoint else ""
     dims = infer_dims(checkpoint, text_prefix)
@@ -61,6 +65,22 @@ def load_openai_clip(path: str, *, act: str = "quick_gelu", vision_heads: int | 
     params = tm.build_params(rules, checkpoint, shapes, ignore=IGNORED_KEYS,
                              what=f"state dict {path!r}")
     return model, {"params": params}
+
+
+def open_clip_options(path: str) -> dict:
+    """``act``, ``vision_heads`` and ``text_heads`` from the ``open_clip_config.json`` of a
+    folder (open_clip's hub layout, and ``open_clip_export``'s); none for a lone file."""
+    config_path = os.path.join(path, "open_clip_config.json")
+    if not (os.path.isdir(path) and os.path.exists(config_path)):
+        return {}
+    cfg = weights_files.read_json(config_path).get("model_cfg", {})
+    vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+    options = {"act": "quick_gelu" if cfg.get("quick_gelu") else "gelu"}
+    if vision.get("width") and vision.get("head_width"):
+        options["vision_heads"] = int(vision["width"]) // int(vision["head_width"])
+    if text.get("heads"):
+        options["text_heads"] = int(text["heads"])
+    return options
 
 
 def _weights_file(path: str) -> str:

@@ -17,7 +17,28 @@ from typing import Sequence
 import jax
 import numpy as np
 
-Transform = Callable[[np.ndarray], np.ndarray]
+
+class Transform(NamedTuple):
+    """A layout change from a checkpoint's tensor to a Flax parameter, and back
+    (``inverse``, for exporting); callable as the forward change."""
+
+    forward: Callable[[np.ndarray], np.ndarray]
+    inverse: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+
+class Piece(NamedTuple):
+    """Part ``index`` of ``parts`` of a checkpoint tensor that several parameters share (a fused
+    q/k/v projection): what ``chunk``'s inverse gives; ``export_params`` joins the parts."""
+
+    index: int
+    parts: int
+    value: np.ndarray
+
+
+IDENTITY = Transform(lambda x: x, lambda y: y)
 MAX_LISTED = 12  # how many offending names an error message lists before "... and N more"
 
 
@@ -29,7 +50,7 @@ class Rule(NamedTuple):
 
     target: str
     source: Optional[str]
-    transform: Transform = lambda x: x
+    transform: Transform = IDENTITY
 
 
 def strip_prefix(checkpoint: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -64,29 +85,29 @@ def square(value, what: str) -> int:
 
 # --- layout transforms (PyTorch -> Flax) ------------------------------------------------------
 
-def linear_kernel(w: np.ndarray) -> np.ndarray:
-    """``torch.nn.Linear`` weight ``[out, in]`` -> Flax ``Dense`` kernel ``[in, out]``."""
-    return _expect_ndim(w, 2).T
+linear_kernel = Transform(lambda w: _expect_ndim(w, 2).T, lambda k: k.T)
+"""``torch.nn.Linear`` weight ``[out, in]`` -> Flax ``Dense`` kernel ``[in, out]``."""
 
-
-def conv_kernel(w: np.ndarray) -> np.ndarray:
-    """``torch.nn.Conv2d`` weight ``[out, in, kh, kw]`` -> Flax ``Conv`` ``[kh, kw, in, out]``."""
-    return _expect_ndim(w, 4).transpose(2, 3, 1, 0)
+conv_kernel = Transform(lambda w: _expect_ndim(w, 4).transpose(2, 3, 1, 0),
+                        lambda k: k.transpose(3, 2, 0, 1))
+"""``torch.nn.Conv2d`` weight ``[out, in, kh, kw]`` -> Flax ``Conv`` ``[kh, kw, in, out]``."""
 
 
 def heads_in_kernel(num_heads: int) -> Transform:
     """Linear weight ``[H*Dh, in]`` -> attention query/key/value kernel ``[in, H, Dh]``."""
-    return lambda w: _expect_ndim(w, 2).T.reshape(w.shape[1], num_heads, -1)
+    return Transform(lambda w: _expect_ndim(w, 2).T.reshape(w.shape[1], num_heads, -1),
+                     lambda k: k.reshape(k.shape[0], -1).T)
 
 
 def heads_bias(num_heads: int) -> Transform:
     """Bias ``[H*Dh]`` -> attention query/key/value bias ``[H, Dh]``."""
-    return lambda b: _expect_ndim(b, 1).reshape(num_heads, -1)
+    return Transform(lambda b: _expect_ndim(b, 1).reshape(num_heads, -1), lambda b: b.reshape(-1))
 
 
 def heads_out_kernel(num_heads: int) -> Transform:
     """Linear weight ``[out, H*Dh]`` -> attention output kernel ``[H, Dh, out]``."""
-    return lambda w: _expect_ndim(w, 2).T.reshape(num_heads, -1, w.shape[0])
+    return Transform(lambda w: _expect_ndim(w, 2).T.reshape(num_heads, -1, w.shape[0]),
+                     lambda k: k.reshape(-1, k.shape[-1]).T)
 
 
 def chunk(index: int, parts: int) -> Transform:
@@ -95,26 +116,29 @@ def chunk(index: int, parts: int) -> Transform:
         if x.shape[0] % parts:
             raise ValueError(f"axis 0 of shape {x.shape} does not split into {parts} equal parts")
         return np.split(x, parts, axis=0)[index]
-    return take
+    return Transform(take, lambda y: Piece(index, parts, y))
 
 
-def reshape_to(*shape: int) -> Transform:
-    """Reshapes to ``shape`` (one entry may be -1), e.g. a ``[D]`` class token to ``[1, 1, D]``."""
-    return lambda x: np.reshape(x, shape)
+def reshape_to(*shape: int, source_shape: tuple = ()) -> Transform:
+    """Reshapes to ``shape`` (one entry may be -1), e.g. a ``[D]`` class token to ``[1, 1, D]``;
+    back to ``source_shape`` (a scalar by default: the checkpoints' temperatures)."""
+    return Transform(lambda x: np.reshape(x, shape), lambda y: np.reshape(y, source_shape))
 
 
 def add_leading_axes(count: int = 1) -> Transform:
     """Prepends ``count`` unit axes, e.g. a ``[L, D]`` position table to ``[1, L, D]``."""
-    return lambda x: np.reshape(x, (1,) * count + x.shape)
+    return Transform(lambda x: np.reshape(x, (1,) * count + x.shape),
+                     lambda y: np.reshape(y, y.shape[count:]))
 
 
 def compose(*fns: Transform) -> Transform:
-    """``compose(f, g)(x) == g(f(x))``: transforms applied left to right."""
-    def run(x):
-        for fn in fns:
+    """``compose(f, g)(x) == g(f(x))``: transforms applied left to right (undone right to left)."""
+    def run(x, steps):
+        for fn in steps:
             x = fn(x)
         return x
-    return run
+    return Transform(lambda x: run(x, [f.forward for f in fns]),
+                     lambda y: run(y, [f.inverse for f in reversed(fns)]))
 
 
 def _expect_ndim(x: np.ndarray, ndim: int) -> np.ndarray:
@@ -265,3 +289,34 @@ def _problem_message(problems: list[str], what: str) -> str:
     return (f"The {what} does not fit the model built from its config ({len(problems)} "
             f"problem(s)):\n  {lines}\nCheck that the config matches the weights (sizes, number "
             "of layers, heads) and that the checkpoint is of the kind this loader reads.")
+
+
+def export_params(rules: Sequence[Rule], params: dict, what: str = "the model") -> dict[str, np.ndarray]:
+    """The checkpoint tensors ``{key: float32 array}`` that ``rules`` would import as ``params``:
+    each rule undone (``Transform.inverse``), the parts of fused tensors joined. Every parameter
+    must be some rule's target (else the format has no place for it), and a parameter a rule
+    fills with zeros on import must be zero."""
+    flat = {path: np.asarray(jax.device_get(leaf), np.float32) for path, leaf in flatten(params).items()}
+    unplaced = sorted(set(flat) - {rule.target for rule in rules})
+    if unplaced:
+        raise ValueError(f"{what} has parameters the format has no place for: {unplaced[:MAX_LISTED]}.")
+    out, pieces = {}, {}
+    for rule in rules:
+        value = flat[rule.target]
+        if rule.source is None:
+            if np.any(value != 0):
+                raise ValueError(f"{what}: {rule.target!r} is not zero, and the format has no such "
+                                 "parameter (it would be dropped).")
+            continue
+        exported = rule.transform.inverse(value)
+        if isinstance(exported, Piece):
+            pieces.setdefault(rule.source, {})[exported.index] = exported
+        else:
+            out[rule.source] = np.array(exported, np.float32, order="C")  # (keeps 0-d tensors 0-d)
+    for source, parts in pieces.items():
+        count = next(iter(parts.values())).parts
+        if sorted(parts) != list(range(count)):
+            raise AssertionError(f"{source!r}: parts {sorted(parts)} of {count} (a bug in the rules).")
+        out[source] = np.array(np.concatenate([parts[i].value for i in range(count)]), np.float32,
+                               order="C")
+    return out

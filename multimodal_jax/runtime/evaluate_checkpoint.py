@@ -11,6 +11,7 @@ from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import prerequisites
+from multimodal_jax.runtime import run_record
 
 
 def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -20,6 +21,8 @@ def evaluate_latest(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config_checks.validate(config, workdir)
     config = prerequisites.resolve(config, workdir)
     has_checkpoint = workdir_lib.latest_step(workdir) is not None
+    if has_checkpoint:
+        run_record.check_matches(config, workdir)
     if not has_checkpoint and not config.get("init_from"):
         raise FileNotFoundError(f"No checkpoints in {workdir!r}: train first with "
                                 "`python -m train --config ... --workdir ...`, or set "

@@ -36,6 +36,7 @@ from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import preemption
 from multimodal_jax.runtime import prerequisites
 from multimodal_jax.runtime import progress as progress_lib
+from multimodal_jax.runtime import run_record
 
 log = logging.getLogger(__name__)
 SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far
@@ -71,28 +72,35 @@ def _save(ckpt, driver, carry: guards.Carry, guard) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_at_step: int | None = None) -> dict:
+                       stop_at_step: int | None = None, command: list[str] | None = None) -> dict:
     """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints), its unfinished
     prerequisite runs first; returns the final metrics (evaluation and last train metrics).
-    Every config is checked before anything trains. ``stop_at_step`` ends the run early with
-    a checkpoint, as a preemption (SIGTERM) does; rerunning continues it."""
+    Every config is checked before anything trains, and a workdir's checkpoints are resumed only
+    with a config that matches its record. ``stop_at_step`` ends the run early with a
+    checkpoint, as a preemption (SIGTERM) does; rerunning continues it. ``command`` (the
+    command line, if any) is recorded in the workdir with the resolved config."""
     config_checks.validate(config, workdir)
+    if workdir_lib.latest_step(workdir) is not None:
+        run_record.check_matches(config, workdir)
     runs = prerequisites.pending(config, workdir)  # config.prerequisites still to train
     for run in runs:
         config_checks.validate(run.config, run.workdir)
     for run in runs:
         log.info("Prerequisite %r: training its config into %s first.", run.name, run.workdir)
-        metrics = _train_resolved(run.config, run.workdir)
+        metrics = _train_resolved(run.config, run.workdir, command=command)
         if metrics.get("preempted"):  # stop here too: rerunning resumes the prerequisite
             return metrics
-    return _train_resolved(config, workdir, stop_at_step)
+    return _train_resolved(config, workdir, stop_at_step, command)
 
 
-def _train_resolved(config, workdir, stop_at_step=None) -> dict:
-    """One run whose prerequisites exist: their references resolved to paths, then trained
-    under a preemption watcher."""
+def _train_resolved(config, workdir, stop_at_step=None, command=None) -> dict:
+    """One run whose prerequisites exist: their references resolved to paths, recorded in the
+    workdir (process 0), then trained under a preemption watcher."""
     config = prerequisites.resolve(config, workdir)
     os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        run_record.write(config, workdir, command, workdir_lib.latest_step(workdir) or 0,
+                         jax.process_count())
     with preemption.PreemptionWatcher() as watcher:
         return _train(config, workdir, stop_at_step, watcher)
 

@@ -17,6 +17,7 @@ from flax.training import train_state
 
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import contrastive_eval
+from multimodal_jax.evaluation import multilingual
 from multimodal_jax.models import factory
 from multimodal_jax.parallel import accumulate
 from multimodal_jax.parallel import flops
@@ -151,6 +152,8 @@ class ContrastiveTask(base.Task):
             raise ValueError(f"config.init_towers={towers!r}; choose one of {INIT_TOWERS}: "
                              "'image' starts the image tower from config.init_from, 'all' the "
                              "whole model.")
+        if "evaluation" in config:
+            multilingual.check_config(config)
         chunk_size = config.get("loss_chunk_size", 0)
         if chunk_size and config.loss != "sigmoid":
             raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' "
