@@ -74,8 +74,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     ev = config.evaluation
     splits = fields.string_list(ev.get("zeroshot_splits", ()), "config.evaluation.zeroshot_splits",
                                 allow_empty=True)
-    if ev.get("class_names", "builtin") != "builtin":
-        fields.string_list(ev.class_names, "config.evaluation.class_names")
+    if ev.get("class_names", "builtin") != "builtin":  # empty only where nothing classifies
+        fields.string_list(ev.class_names, "config.evaluation.class_names", allow_empty=not splits)
     elif splits and not config.data.get("label_key"):
         raise ValueError("Zero-shot with config.evaluation.class_names='builtin' reads the label "
                          "names of config.data.label_key, which is not set: set it, list the "
