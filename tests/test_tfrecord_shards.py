@@ -65,3 +65,24 @@ def test_changed_bytes_are_named_when_read(data_copy):
     with pytest.raises(tfrecord_shards.DamagedShard, match=f"The test shard {path} .* is damaged: corrupted record"):
         for _ in pipeline.make_eval_iterator(data, "test", None, 64):
             pass
+
+
+def test_a_mixtures_shards_are_checked_and_named_as_its_datasets(data_copy):
+    """A mixture's datasets are read through their own configs: a damaged train shard is named
+    under the mixture's name for it, before the run when cut short, when read when changed."""
+    data, shard = data_copy
+    data.mixture = (("captioned_shapes/tiny:1.0.0", 1.0),)  # the same files, as a mixture's
+    path, size = shard("train"), os.path.getsize(shard("train"))
+    with open(path, "r+b") as f:  # inside a record's data: sizes and headers stay right
+        f.seek(size // 2)
+        block = f.read(8)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+    datasets.check_config(data)
+    named = f"The train shard {path} of dataset 'captioned_shapes/tiny:1.0.0' is damaged: "
+    with pytest.raises(tfrecord_shards.DamagedShard, match=f"{named}corrupted record"):
+        for _, _ in zip(range(100), pipeline.make_train_iterator(data, None, 64, seed=0)):
+            pass
+    os.truncate(path, size * 2 // 3)
+    with pytest.raises(tfrecord_shards.DamagedShard, match=f"{named}.*it is cut short"):
+        datasets.check_config(data)

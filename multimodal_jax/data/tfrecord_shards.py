@@ -138,6 +138,8 @@ def damaged_error(builder: tfds.core.DatasetBuilder, splits, name: str, rebuild:
     """The ``DamagedShard`` behind a ``DataLossError`` / ``NotFoundError`` met while reading
     ``splits``: the first shard whose framing or data does not read (those too short to hold
     the failing offset are skipped); the original error when none is found."""
+    if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+        return error
     match = _OFFSET.search(error.message or "")
     offset = int(match.group(1)) if match else -1
     for split in dict.fromkeys(splits):
