@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -45,3 +46,31 @@ def test_ctrl_c_outside_a_training_step_exits_130_without_a_traceback(capsys):
     assert exited.value.code == common.INTERRUPTED == 130
     err = capsys.readouterr().err
     assert err.startswith("error: Interrupted (Ctrl-C) outside a training step") and "Traceback" not in err
+
+
+def test_tensorstore_closed_loop_reports_are_dropped():
+    """asyncio's "Event loop is closed" raised in ``call_soon_threadsafe`` (a failed save's
+    writes ending after Orbax closed its loop), whether TensorStore reports it through
+    ``sys.excepthook`` or as unraisable, is not printed; anything else is."""
+    def call_soon_threadsafe():  # where asyncio raises it
+        raise RuntimeError("Event loop is closed")
+
+    def raised(function):
+        try:
+            function()
+        except RuntimeError as error:
+            return error
+
+    def elsewhere():
+        raise RuntimeError("Event loop is closed")
+
+    printed = []
+    excepthook = common._without_closed_loop_callbacks(lambda kind, value, tb: printed.append(value))
+    unraisablehook = common._without_closed_loop_unraisable(lambda u: printed.append(u.exc_value))
+    for function in (call_soon_threadsafe, elsewhere):
+        error = raised(function)
+        excepthook(type(error), error, error.__traceback__)
+        unraisablehook(types.SimpleNamespace(exc_type=type(error), exc_value=error,
+                                             exc_traceback=error.__traceback__, object=None))
+    assert [str(e) for e in printed] == ["Event loop is closed"] * 2
+    assert all(e.__traceback__.tb_next.tb_frame.f_code.co_name == "elsewhere" for e in printed)

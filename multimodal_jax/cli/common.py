@@ -119,6 +119,7 @@ def setup_process() -> None:
         logging.getLogger("absl").addFilter(_no_orbax_tracebacks)
         logging.getLogger("asyncio").addFilter(_no_unretrieved_futures)
         sys.excepthook = _without_closed_loop_callbacks(sys.excepthook)
+        sys.unraisablehook = _without_closed_loop_unraisable(sys.unraisablehook)
     logging.getLogger("multimodal_jax").setLevel(
         logging.INFO if jax.process_index() == 0 else logging.WARNING)
     datasets.hide_accelerators_from_tf()
@@ -141,12 +142,26 @@ def _without_closed_loop_callbacks(excepthook: Callable) -> Callable:
     TensorStore prints one (through ``sys.excepthook``) for each write of a failed save that
     ends after Orbax closed its event loop, in the middle of the error that reported it."""
     def hook(kind, value, tb):
-        frames = traceback.extract_tb(tb)
-        if not (kind is RuntimeError and str(value) == "Event loop is closed"
-                and any(f.name == "call_soon_threadsafe" for f in frames)):
+        if not _closed_loop_callback(value):
             excepthook(kind, value, tb)
 
     return hook
+
+
+def _without_closed_loop_unraisable(unraisablehook: Callable) -> Callable:
+    """``unraisablehook`` except for the same "Event loop is closed" when TensorStore reports
+    it as unraisable (no object: Python prints the bare traceback, at any moment of the exit)."""
+    def hook(unraisable):
+        if not _closed_loop_callback(unraisable.exc_value):
+            unraisablehook(unraisable)
+
+    return hook
+
+
+def _closed_loop_callback(error: Optional[BaseException]) -> bool:
+    """Whether ``error`` is asyncio's "Event loop is closed" raised in ``call_soon_threadsafe``."""
+    return (type(error) is RuntimeError and str(error) == "Event loop is closed"
+            and any(f.name == "call_soon_threadsafe" for f in traceback.extract_tb(error.__traceback__)))
 
 
 def _no_unretrieved_futures(record: logging.LogRecord) -> bool:
