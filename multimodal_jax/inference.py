@@ -32,6 +32,7 @@ from multimodal_jax.data import datasets
 from multimodal_jax.data import image_files
 from multimodal_jax.data import shapes_captions
 from multimodal_jax.data import vocab
+from multimodal_jax.evaluation import explain as explain_lib
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import zeroshot
 from multimodal_jax.models import decoding
@@ -47,7 +48,7 @@ from multimodal_jax.tasks import contrastive
 
 BATCH_SIZE = 64
 WHAT_EACH_DOES = {"embed_images": ("contrastive", "classification"),
-                  "embed_texts": ("contrastive",),
+                  "embed_texts": ("contrastive",), "explain": ("contrastive",),
                   "classify": ("contrastive", "classification"),
                   "caption": ("captioning",), "generate": ("adversarial",)}
 
@@ -221,6 +222,32 @@ class Run:
         """One ``{"top1": class, "topk": [[class, prob], ...]}`` per image (``k`` best)."""
         probs, names = self.class_scores(images, classes, templates)
         return [top_k(row, names, k) for row in probs]
+
+    # ----------------------------------------------------------------------------- explain
+
+    def explain(self, images, texts: Sequence[str],
+                methods: Sequence[str] = explain_lib.METHODS) -> dict:
+        """Why each image matches each text: ``{method: [N_images, N_texts, gh, gw]}`` relevance
+        over the patches (``evaluation.explain``; larger is more relevant) and ``"logits"``
+        ``[N_images, N_texts]``, the logit each map explains."""
+        self.need("explain")
+        unknown = [m for m in methods if m not in explain_lib.METHODS]
+        if unknown or not methods:
+            raise ValueError(f"Explanation methods {unknown or 'none'}: choose among "
+                             f"{explain_lib.METHODS}.")
+        pixels, text_emb = self.preprocess(images), self.embed_texts(list(texts))
+        rows, cols = len(pixels), len(text_emb)
+        methods = tuple(methods)
+
+        def make():
+            def maps(p, x, t):
+                out = explain_lib.relevance_maps(self.model, p, x, t, methods)
+                return {**out, "logits": explain_lib.pair_logits(self.model, {"params": p}, x, t)}
+            return maps
+        fn = self._fn(("explain", methods), make)
+        out = explain_lib.batched(fn, self.params, np.repeat(pixels, cols, axis=0),
+                                  np.tile(text_emb, (rows, 1)), self.batch_size)
+        return {k: v.reshape((rows, cols) + v.shape[1:]) for k, v in out.items()}
 
     # ----------------------------------------------------------------------------- generate
 
