@@ -29,9 +29,10 @@ def canonicalize(text: str, lower: bool = True) -> str:
 
 
 class SiglipTokenizer(tokenizers.Tokenizer):
-    """``spiece.model`` (a file, or the folder holding it, with its ``tokenizer_config.json``)."""
+    """``spiece.model`` (a file, or the folder holding it, with its ``tokenizer_config.json``);
+    ``vocab_size``, if larger than the file's pieces, is the text model's embedding rows."""
 
-    def __init__(self, path: str, max_len: Optional[int] = None):
+    def __init__(self, path: str, max_len: Optional[int] = None, vocab_size: Optional[int] = None):
         path = os.fspath(path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         self.model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
@@ -41,7 +42,9 @@ class SiglipTokenizer(tokenizers.Tokenizer):
         self.eos_id = self._piece_id(_token(settings.get("eos_token"), "</s>"), "eos_token")
         self.pad_id = self._piece_id(_token(settings.get("pad_token"), "</s>"), "pad_token")
         self.bos_id = None
-        self.vocab_size = self._sp.get_piece_size()
+        # A checkpoint's embedding table may have more rows than the model file has pieces
+        # (``config.tokenizer.vocab_size``, from its config.json): the model is sized by it.
+        self.vocab_size = max(self._sp.get_piece_size(), int(vocab_size or 0))
         self.max_len = max_len
 
     def _piece_id(self, piece: str, what: str) -> int:
@@ -54,14 +57,14 @@ class SiglipTokenizer(tokenizers.Tokenizer):
         return [self._sp.encode(canonicalize(t, self.lower), out_type=int) for t in texts]
 
     def _tf_ids(self, text):
-        def ids(t):
-            return np.asarray(self._ids([tokenizers.as_str(t)])[0], np.int32)
+        def ids(t):  # t: a 0-d numpy array of bytes
+            return np.asarray(self._ids([tokenizers.as_str(np.asarray(t).item())])[0], np.int32)
 
         out = tf.numpy_function(ids, [text], tf.int32, stateful=False)
         return tf.ensure_shape(out, [None])
 
     def _text(self, ids):
-        return self._sp.decode(ids)
+        return self._sp.decode(ids).strip()  # as transformers' (a lone "▁" piece decodes to " ")
 
 
 def _read_settings(folder: str) -> dict:

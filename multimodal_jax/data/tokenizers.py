@@ -254,7 +254,7 @@ def get_tokenizer(config: Any) -> Tokenizer:
         if not path:
             raise ValueError("config.tokenizer.kind is 'siglip' but config.tokenizer.path is empty; "
                              "set it to a SigLIP folder's spiece.model.")
-        tokenizer = SiglipTokenizer(path, max_len=max_len)
+        tokenizer = SiglipTokenizer(path, max_len=max_len, vocab_size=_field(config, "vocab_size"))
     else:
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415 - it imports this module
         tokenizer = ClipBpeTokenizer(_field(config, "path"), max_len=max_len)
