@@ -11,7 +11,8 @@ contrastive run, the head for a classifier), ``caption`` (captioning runs) and `
 (GAN runs) take file paths or uint8 pixel arrays; images are preprocessed as evaluation
 preprocesses the dataset (``data/image_files.py``). ``run.model``, ``run.params`` and
 ``run.preprocess`` are there for JAX code of one's own, e.g. ``jax.jit(run.image_encoder)``.
-``load_weights("hf_clip:DIR")`` reads a published Hugging Face CLIP the same way.
+``load_weights("hf_clip:DIR")`` (or ``"hf_siglip:DIR"``) reads a published Hugging Face CLIP (or
+SigLIP) the same way.
 """
 
 import dataclasses
@@ -374,16 +375,19 @@ def _from_weights(config, batch_size: int, spec: str) -> Run:
 
 
 def load_weights(spec: str, batch_size: int = BATCH_SIZE) -> Run:
-    """A published CLIP, ``hf_clip:DIR`` (a ``save_pretrained`` folder with its CLIP BPE files),
-    with the image size and normalisation of its ``preprocessor_config.json``."""
+    """A published model: ``hf_clip:DIR`` (a ``save_pretrained`` CLIP folder with its CLIP BPE
+    files) or ``hf_siglip:DIR`` (SigLIP / SigLIP 2 with its ``spiece.model``), with the image size
+    and normalisation of its ``preprocessor_config.json``."""
     from multimodal_jax.configs import clip_pretrained  # noqa: PLC0415 - configs import the runtime
+    from multimodal_jax.configs import siglip_pretrained  # noqa: PLC0415 - likewise
 
     kind, path = init_from.parse(spec)
-    if kind != "hf_clip":
-        raise ValueError(f"--weights={spec!r}: published weights are read as 'hf_clip:DIR' "
-                         "(a Hugging Face CLIP folder); a run of ours is --workdir DIR.")
+    configs = {"hf_clip": clip_pretrained, "hf_siglip": siglip_pretrained}
+    if kind not in configs:
+        raise ValueError(f"--weights={spec!r}: published weights are read as 'hf_clip:DIR' or "
+                         "'hf_siglip:DIR' (a Hugging Face folder); a run of ours is --workdir DIR.")
     init_from.check_spec(spec)
-    return _from_weights(clip_pretrained.get_config(path), batch_size, f"hf_clip:{path}")
+    return _from_weights(configs[kind].get_config(path), batch_size, f"{kind}:{path}")
 
 
 __all__ = ["Run", "UnreadableImages", "load", "load_weights", "run_batched", "top_k"]

@@ -1,6 +1,7 @@
 """Runs a trained model on files: ``mmjax-predict SUBCOMMAND --workdir DIR ...`` (or ``python -m
 train.predict ...`` from the repository root), with the run's recorded config (``--config`` and
-``--config.FIELD=VALUE`` overrides allowed), or ``--weights hf_clip:DIR`` for a published CLIP.
+``--config.FIELD=VALUE`` overrides allowed), or ``--weights hf_clip:DIR`` (``hf_siglip:DIR``) for a
+published CLIP (SigLIP).
 
     zeroshot --images DIR_OR_GLOB --classes a,b,c [--template T]... [-k 5] [--out FILE.jsonl]
              (a classification run: its own classes, no --classes)
@@ -44,7 +45,7 @@ def define_flags() -> dict:
         config=config_flags.DEFINE_config_file("config", None, "A config file (default: the "
                                                "run's record, WORKDIR/config.json).", lock_config=True),
         workdir=f.DEFINE_string("workdir", None, "A trained run's workdir."),
-        weights=f.DEFINE_string("weights", None, "Published weights instead: hf_clip:DIR."),
+        weights=f.DEFINE_string("weights", None, "Published weights instead: hf_clip:DIR or hf_siglip:DIR."),
         images=f.DEFINE_multi_string("images", [], "Image files: a folder, a glob or a file; "
                                      "repeatable."),
         classes=f.DEFINE_list("classes", [], "zeroshot: class names, comma-separated."),
@@ -273,8 +274,8 @@ def _load(f):
 
     workdir, weights = f["workdir"].value, f["weights"].value
     if bool(workdir) == bool(weights):
-        common.fail("Give --workdir DIR (a trained run) or --weights hf_clip:DIR (a published "
-                    "CLIP), one of them.")
+        common.fail("Give --workdir DIR (a trained run) or --weights hf_clip:DIR / hf_siglip:DIR "
+                    "(a published CLIP / SigLIP), one of them.")
     if weights:
         return inference.load_weights(weights, batch_size=f["batch_size"].value)
     return inference.load(workdir, f["config"].value, batch_size=f["batch_size"].value)
