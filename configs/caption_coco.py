@@ -13,7 +13,10 @@ Evaluate (BLEU-4 and CIDEr-D on the Karpathy val split against all five referenc
 A ViT-B/16 at 224 px (the published CLIP vision tower's architecture: class token, ln_pre,
 quick_gelu, no patch bias) tuned with the decoder, a 6-layer width-768 decoder, SentencePiece
 (32k) trained on the captions, bfloat16 compute, beam search 4 for evaluation. No figure is
-claimed for it: it is the shape of a real run, checked by the config tests only.
+claimed for it: it is the shape of a real run, checked by the config tests only. Compiled
+for v5e:4x4 by the TPU compiler on a CPU host (libtpu 0.0.42.1; ``python -m train.compile
+--config configs/caption_coco.py --topology v5e:4x4``): 4.65 GiB per chip at 32 examples per
+chip, 4.42 TFLOP per step, roofline 88 ms; the beam-search decode of evaluation 12.14 GiB.
 """
 
 import ml_collections

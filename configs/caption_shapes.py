@@ -49,7 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
         data_dir="",  # "" = the TFDS default (~/tensorflow_datasets)
         train_split="train", image_key="image", text_key="caption", label_key="label",
         image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), shuffle_buffer=20_000,
-        flip=False))
+        flip=False,
+        mixture=()))  # ((name, weight), ...): train on several prepared datasets (README)
 
     config.tokenizer = ml_collections.ConfigDict(dict(
         kind="sentencepiece", path="", vocab_size=320, max_len=16))
@@ -65,7 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr = 1e-3
     config.optim.warmup_steps = 50
 
-    config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
+    # FSDP is one line: --config.parallel.fsdp=2 --config.parallel.rules="(('.*', 'fsdp'),)"
+    config.parallel = ml_collections.ConfigDict(dict(driver="mesh", fsdp=1, rules=()))
 
     config.decoding = ml_collections.ConfigDict(dict(
         method="greedy",  # "greedy", "beam" or "sample"

@@ -42,7 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
         data_dir="",  # "" = the TFDS default (~/tensorflow_datasets)
         train_split="train", image_key="image", text_key="caption", label_key="label",
         caption_templates=("a photo of a {}.",), image_size=32,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False))
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False,
+        mixture=()))  # ((name, weight), ...): train on several prepared datasets (README)
 
     config.tokenizer = ml_collections.ConfigDict(dict(
         kind="sentencepiece", path="", vocab_size=320, max_len=16))
@@ -58,13 +59,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr = 1e-3
     config.optim.warmup_steps = 50
 
-    config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
+    # FSDP is one line: --config.parallel.fsdp=2 --config.parallel.rules="(('.*', 'fsdp'),)"
+    config.parallel = ml_collections.ConfigDict(dict(driver="mesh", fsdp=1, rules=()))
 
     config.evaluation = ml_collections.ConfigDict(dict(
         batch_size=256,
         zeroshot_splits=("test", "heldout"),
         zeroshot_filter=("num_objects", 1),  # zero-shot classifies single-object images
-        class_names="builtin",  # the dataset's label names
+        class_names="builtin",  # the dataset's label names, or "red circle,blue square,..."
+        templates="builtin",  # the built-in prompts, or e.g. "a photo of a {}.,a {}."
         retrieval_split="test", retrieval_examples=1000,
         retrieval_same_text_matches=True))  # identical captions count as the same text
     # Relevance maps' pointing game on two-object images (evaluation/explain.py): off here,

@@ -15,6 +15,10 @@ Run:
     --config.data.data_dir=/data/tfds \
     --config.condition.encoder=hf_clip:/weights/clip-vit-base-patch32 \
     --config.evaluation.encoder=hf_clip:/weights/clip-vit-large-patch14
+Compiled for v5e:2x2 by the TPU compiler on a CPU host (libtpu 0.0.42.1; ``python -m
+train.compile --config configs/gan_coco64.py --topology v5e:2x2`` with the two encoder flags;
+their folders' config.json is all it reads): 2.96 GiB per chip at 64 per chip, 3.55 TFLOP per
+step, roofline 63 ms.
 For 128 px: --config.data.image_size=128 and one more width in each of model.generator.widths
 and model.discriminator.widths.
 """

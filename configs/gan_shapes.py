@@ -65,7 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="captioned_shapes/32px", data_dir="", train_split="train", image_key="image",
         text_key="caption", label_key="label", image_size=32, mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False, train_filter=("num_objects", 1)))
+        std=(0.5, 0.5, 0.5), shuffle_buffer=20_000, flip=False, train_filter=("num_objects", 1),
+        mixture=()))  # ((name, weight), ...): train on several prepared datasets (README)
 
     config.model = ml_collections.ConfigDict(dict(
         dtype="float32",
@@ -88,7 +89,8 @@ def get_config() -> ml_collections.ConfigDict:
     adam = dict(lr=2e-4, b1=0.0, b2=0.99, eps=1e-8, grad_clip_norm=0.0)
     config.optim = ml_collections.ConfigDict(dict(g=dict(adam), d=dict(adam)))
 
-    config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
+    # FSDP is one line: --config.parallel.fsdp=2 --config.parallel.rules="(('.*', 'fsdp'),)"
+    config.parallel = ml_collections.ConfigDict(dict(driver="mesh", fsdp=1, rules=()))
 
     config.evaluation = ml_collections.ConfigDict(dict(
         encoder="eval_encoder",  # a prerequisite name or "hf_clip:DIR"; never the GAN's own

@@ -10,8 +10,9 @@ Before renting the slice, compile its step here (no TPU needed, reads no data):
 
 Scale: 512 examples per chip; the chunked sigmoid loss (texts scored 64 at a time, never the
 ``[batch, 32768]`` logits); FSDP over groups of 16 chips, every array split along its largest
-dimension; bfloat16 compute and first moment; ``nothing_saveable`` remat per block. Compiled
-for v5p:4x4x4 by the TPU compiler on a CPU host: see README ("Compiled for TPU on a CPU host").
+dimension; bfloat16 compute and first moment; ``nothing_saveable`` remat per block. Not yet
+compiled: the TPU compiler outgrew this 24 GiB CPU host (killed at 22 GB after 33 minutes);
+compile it on a host with 64 GB or more.
 """
 
 import ml_collections

@@ -39,7 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         name="captioned_shapes/32px", data_dir="", train_split="train", image_key="image",
         label_key="label", image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        shuffle_buffer=20_000, flip=False, augment="none", train_filter=("num_objects", 1)))
+        shuffle_buffer=20_000, flip=False, augment="none", train_filter=("num_objects", 1),
+        mixture=()))  # ((name, weight), ...): train on several prepared datasets (README)
 
     config.model = ml_collections.ConfigDict(dict(
         dtype="float32",
@@ -52,7 +53,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.weight_decay = 0.05
     config.optim.layer_decay = 1.0  # < 1: layer-wise learning-rate decay (fine-tuning)
 
-    config.parallel = ml_collections.ConfigDict(dict(driver="mesh"))
+    # FSDP is one line: --config.parallel.fsdp=2 --config.parallel.rules="(('.*', 'fsdp'),)"
+    config.parallel = ml_collections.ConfigDict(dict(driver="mesh", fsdp=1, rules=()))
 
     config.evaluation = ml_collections.ConfigDict(dict(
         batch_size=256, splits=("test",),

@@ -102,3 +102,22 @@ def test_parallel_config_errors_name_the_field():
                        (dict(peak_tflops=-1.0), "peak_tflops")]:
         with pytest.raises(ValueError, match=match):
             drivers.check_config(ml_collections.ConfigDict({**good, **bad}), 8)
+
+
+def test_fsdp_with_rules_that_split_nothing_is_an_error():
+    import ml_collections  # noqa: PLC0415
+    base = dict(driver="mesh", fsdp=2, logical_axes={}, peak_tflops=0.0)
+    nothing = [(), (("kernel", "replicate"),), (("kernel", (None, "mlp")),)]
+    for rules in nothing:  # no rule names "fsdp", directly or through a logical axis
+        with pytest.raises(ValueError, match=r"config.parallel.fsdp=2 with config.parallel.rules=.* "
+                           r"shards nothing.*--config.parallel.rules="):
+            drivers.check_config(ml_collections.ConfigDict({**base, "rules": rules}), 8)
+    drivers.check_config(ml_collections.ConfigDict(
+        {**base, "rules": (("kernel", (None, "mlp")),), "logical_axes": {"mlp": "fsdp"}}), 8)
+    drivers.check_config(ml_collections.ConfigDict({**base, "fsdp": 1, "rules": ()}), 8)
+    # Rules that could split but match no path of the state: found with the state's shapes.
+    config = tiny.tiny_contrastive_config()
+    model = contrastive.build_model(config, tiny.FakeTokenizer)
+    create = lambda rng: contrastive.create_state(config, model, rng)  # noqa: E731
+    with pytest.raises(sharding.RulesError, match="split none of the state's .* arrays over the 2 devices"):
+        mesh_lib.init_state(create, jax.random.key(0), mesh_lib.make_mesh(2), (("no/such/path", "fsdp"),))

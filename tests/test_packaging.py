@@ -29,6 +29,7 @@ def test_console_scripts_name_the_cli_entry_points():
     assert scripts == {"mmjax-train": "multimodal_jax.cli.train:run",
                        "mmjax-evaluate": "multimodal_jax.cli.evaluate:run",
                        "mmjax-compile": "multimodal_jax.cli.compile:run",
+                       "mmjax-prepare": "multimodal_jax.cli.prepare:run",
                        "mmjax-predict": "multimodal_jax.cli.predict:run",
                        "mmjax-export": "multimodal_jax.cli.export:run"}
     import importlib  # noqa: PLC0415

@@ -24,7 +24,9 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+from ml_collections.config_flags import tuple_parser
 
+from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.runtime import distributed
 from multimodal_jax.runtime import run_record
@@ -106,13 +108,24 @@ def fail(message: str, code: int = BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def parse_flags(argv: Sequence[str]) -> list[str]:
+class ListParser(tuple_parser.TupleParser):
+    """``--config.FIELD=`` of a tuple field as users write lists: ``a,b,c`` or a Python literal
+    (``fields.parse_list``); a repeated flag adds its items. (ml_collections' own parser keeps
+    ``a,b`` as one item and refuses ``red circle,blue square``.)"""
+
+    def parse(self, argument):
+        return fields.parse_list(argument) if isinstance(argument, str) else super().parse(argument)
+
+
+def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """absl's flag parsing (pass it to ``app.run(main, flags_parser=...)``), and the config file
     loaded right away, with one-paragraph errors and exit code 2 instead of absl's usage dump
-    or a traceback."""
+    or a traceback. Tuple fields are read by ``ListParser`` (registered through ml_collections'
+    own hook for a field type)."""
+    config_flags.register_flag_parser_for_type(tuple, ListParser())
     try:
-        rest = flags.FLAGS(argv)
-        for flag in _config_flags():
+        rest = flag_values(argv)
+        for flag in _config_flags(flag_values):
             _ = flag.value.keys  # a config that failed to load raises its error on any access
         return rest
     except flags.Error as error:
@@ -122,10 +135,10 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     return []
 
 
-def _config_flags() -> list:
+def _config_flags(flag_values: flags.FlagValues) -> list:
     """The config-file flags given on the command line (``--config``)."""
-    return [flags.FLAGS[name] for name in flags.FLAGS
-            if type(flags.FLAGS[name]).__name__ == "_ConfigFlag" and flags.FLAGS[name].present]
+    return [flag_values[name] for name in flag_values
+            if type(flag_values[name]).__name__ == "_ConfigFlag" and flag_values[name].present]
 
 
 def _config_path(argv: Sequence[str]) -> str | None:

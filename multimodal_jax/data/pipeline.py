@@ -9,6 +9,7 @@ keeps is decoded; per-example randomness (caption choice, flip) is seeded by (se
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 from typing import Iterator
@@ -19,6 +20,10 @@ import tensorflow_datasets as tfds
 
 from multimodal_jax.data import augment
 from multimodal_jax.data import datasets
+from multimodal_jax.data import mixture
+from multimodal_jax.data import records
+
+log = logging.getLogger(__name__)
 
 _PICK_SALT, _FLIP_SALT, _CROP_SALT = 1, 2, 3
 
@@ -29,10 +34,7 @@ def _read(builder, split: str, cfg) -> tf.data.Dataset:
     feature = _lookup(builder.info.features, image_key, "data.image_key", cfg)
     decoders = {image_key: tfds.decode.SkipDecoding()} if isinstance(feature, tfds.features.Image) else None
     try:
-        return builder.as_dataset(
-            split=split, shuffle_files=False, decoders=decoders,
-            read_config=tfds.ReadConfig(add_tfds_id=False, skip_prefetch=True, try_autocache=False),
-        )
+        return records.read(builder, split, decoders)
     except AssertionError as e:
         if "could not find data" in str(e):
             raise datasets.not_prepared_error(cfg, builder) from None
@@ -147,21 +149,37 @@ def _pick(options: tf.Tensor, seed: int, index, random: bool) -> tf.Tensor:
     return padded[u % tf.maximum(n, 1)]
 
 
-def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
-    """Keep only the fields the model needs, with one text per example (cheap: no decoding)."""
-    out = {"_index": index, "image": _lookup_path(ex, datasets.field(cfg, "image_key"))}
+def _model_fields(ex, cfg, table) -> dict:
+    """Only the fields the model needs (cheap: no decoding): the image, the label, and the
+    candidate texts as a 1-D string tensor (a caption list, one caption, or the label's row of
+    the template table)."""
+    out = {"image": _lookup_path(ex, datasets.field(cfg, "image_key"))}
     label_key, text_key = datasets.field(cfg, "label_key"), datasets.field(cfg, "text_key")
     if label_key:
         out["label"] = tf.cast(_lookup_path(ex, label_key), tf.int32)
     if text_key:
-        text = _lookup_path(ex, text_key)
-        out["text"] = _pick(tf.reshape(text, [-1]), seed, index, random) if text.shape.rank else text
+        out["texts"] = tf.reshape(_lookup_path(ex, text_key), [-1])
     elif table is not None:
-        out["text"] = _pick(table[:, out["label"]], seed, index, random)
+        out["texts"] = table[:, out["label"]]
     if label_key and datasets.field(cfg, "extra_label_keys"):  # multi-label: [1 + K] class ids, -1 = none
         out["label"] = tf.stack([out["label"]] + [
             tf.cast(_lookup_path(ex, k), tf.int32) for k in datasets.field(cfg, "extra_label_keys")])
     return out
+
+
+def _pick_text(ex: dict, index, seed: int, random: bool) -> dict:
+    """``ex`` numbered ``index`` in the global stream, with one of its texts (seeded per
+    example when ``random``, else the first)."""
+    out = {k: v for k, v in ex.items() if k != "texts"}
+    out["_index"] = index
+    if "texts" in ex:
+        out["text"] = _pick(ex["texts"], seed, index, random)
+    return out
+
+
+def _select(ex, index, cfg, table, seed: int, random: bool) -> dict:
+    """``_model_fields`` then ``_pick_text``: one example as the model reads it, before decoding."""
+    return _pick_text(_model_fields(ex, cfg, table), index, seed, random)
 
 
 def _resize_and_centre_crop(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -229,8 +247,9 @@ def _preprocess(ex, cfg, tokenizer, max_len: int | None, seed: int, train: bool)
     out = {"image": _normalise(image, cfg)}
     if not train:  # which example of the (filtered) split a row is, for joining other fields
         out["index"] = ex["_index"]
-    if "label" in ex:
-        out["label"] = ex["label"]
+    for key in ("label", "_repeats"):
+        if key in ex:
+            out[key] = ex[key]
     if tokenizer is not None and "text" in ex:
         tokens = tf.cast(tokenizer.tf_encode(ex["text"], max_len), tf.int32)
         out["tokens"] = tf.ensure_shape(tokens, [max_len])
@@ -293,22 +312,62 @@ def _setup(data_cfg, tokenizer):
     return builder, _template_table(builder, data_cfg), _max_len(data_cfg, tokenizer)
 
 
+def _component(part, index: int, count: int, seed: int) -> tf.data.Dataset:
+    """One dataset's endless stream: its train split in file order, filtered, repeated,
+    shuffled with its own seed (``seed`` itself for the first or only one), each example
+    ``_model_fields`` with an ``_id`` unique over the ``count`` datasets (its file position)."""
+    datasets.hide_accelerators_from_tf()
+    builder = datasets.builder(part)
+    _validate(builder, part)
+    table = _template_table(builder, part)
+    ds = _read(builder, datasets.field(part, "train_split"), part).enumerate()
+    if datasets.field(part, "train_filter"):  # e.g. ("num_objects", 1): a fixed subset, before shuffling
+        _lookup(builder.info.features, datasets.field(part, "train_filter")[0], "data.train_filter", part)
+        keep = _equals(*datasets.field(part, "train_filter"))
+        ds = ds.filter(lambda position, ex: keep(ex))
+    ds = ds.repeat().shuffle(int(datasets.field(part, "shuffle_buffer")), seed=seed + index)
+    return _parallel_map(ds, lambda position, ex: {
+        **_model_fields(ex, part, table), "_id": position * count + index})
+
+
+def _examples(data_cfg, seed: int) -> tf.data.Dataset:
+    """The global example stream before numbering: the one dataset's, or the mixture's, where
+    example k comes from the dataset ``mixture.choices`` draws for (seed, k)."""
+    parts = mixture.components(data_cfg)
+    streams = [_component(part, i, len(parts), seed) for i, (part, _) in enumerate(parts)]
+    if len(streams) == 1:
+        return streams[0]
+    try:
+        return tf.data.Dataset.choose_from_datasets(streams, mixture.choices(seed, [w for _, w in parts]))
+    except (TypeError, ValueError) as error:
+        specs = "; ".join(f"{part.name}: {stream.element_spec}" for (part, _), stream in zip(parts, streams))
+        raise ValueError(f"The datasets of config.data.mixture give different examples for the "
+                         f"same data fields ({specs}): each needs the features image_key, "
+                         f"text_key and label_key name, of the same kinds. {error}") from None
+
+
+def _mark_repeats(batch: dict) -> dict:
+    """A global batch without ``_id``, with ``_repeats``: how many of its examples are copies
+    of another one in it (the same for every example, so each process's slice carries it)."""
+    ids = batch.pop("_id")
+    size = tf.shape(ids, out_type=tf.int64)[0]
+    repeats = size - tf.shape(tf.unique(ids).y, out_type=tf.int64)[0]
+    return {**batch, "_repeats": tf.fill([size], repeats)}
+
+
 def make_train_dataset(
     data_cfg, tokenizer, global_batch_size: int, seed: int, start_step: int = 0,
     process_index: int | None = None, process_count: int | None = None,
 ) -> tf.data.Dataset:
-    """The endless train tf.data.Dataset of this process's local batches (see module doc)."""
+    """The endless train tf.data.Dataset of this process's local batches (see module doc); each
+    example carries ``_repeats``, the number of repeated examples in its global batch."""
     process_index, process_count = _processes(process_index, process_count)
     local = _local_batch_size(global_batch_size, process_count)
-    builder, table, max_len = _setup(data_cfg, tokenizer)
-    ds = _read(builder, datasets.field(data_cfg, "train_split"), data_cfg)
-    if datasets.field(data_cfg, "train_filter"):  # e.g. ("num_objects", 1): a fixed subset, before shuffling
-        _lookup(builder.info.features, datasets.field(data_cfg, "train_filter")[0], "data.train_filter", data_cfg)
-        ds = ds.filter(_equals(*datasets.field(data_cfg, "train_filter")))
-    ds = ds.repeat().shuffle(int(datasets.field(data_cfg, "shuffle_buffer")), seed=seed).enumerate()
+    max_len = _max_len(data_cfg, tokenizer)
+    ds = _examples(data_cfg, seed).enumerate()
     ds = ds.skip(start_step * global_batch_size)  # = skipping start_step global batches, cheaper
-    ds = _parallel_map(ds, lambda i, ex: _select(ex, i, data_cfg, table, seed, random=True))
-    ds = ds.batch(global_batch_size, drop_remainder=True)
+    ds = _parallel_map(ds, lambda i, ex: _pick_text(ex, i, seed, random=True))
+    ds = ds.batch(global_batch_size, drop_remainder=True).map(_mark_repeats)
     lo, hi = process_index * local, (process_index + 1) * local
     ds = ds.map(lambda batch: {k: v[lo:hi] for k, v in batch.items()}).unbatch()
     ds = _parallel_map(ds, lambda ex: _preprocess(ex, data_cfg, tokenizer, max_len, seed, train=True))
@@ -321,10 +380,30 @@ def make_train_iterator(
     process_index: int | None = None, process_count: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless numpy batches {"image", "tokens", "label"?} for this process; ``start_step=k``
-    continues the exact stream an uninterrupted run would have at step k."""
-    return make_train_dataset(
+    continues the exact stream an uninterrupted run would have at step k. The first global
+    batch that holds an example twice is reported (a warning on process 0)."""
+    process_index, process_count = _processes(process_index, process_count)
+    batches = make_train_dataset(
         data_cfg, tokenizer, global_batch_size, seed, start_step, process_index, process_count
     ).as_numpy_iterator()
+    return _reporting_repeats(batches, start_step, global_batch_size, data_cfg,
+                              report=process_index == 0)
+
+
+def _reporting_repeats(batches, start_step: int, global_batch_size: int, data_cfg, report: bool):
+    """``batches`` without their ``_repeats``; the first batch with repeats is logged."""
+    for step, batch in enumerate(batches, start=start_step + 1):
+        repeats = int(batch.pop("_repeats")[0])
+        if repeats and report:
+            report = False
+            log.warning(
+                "Step %d: %d of the %d examples of the global batch are copies of others in it "
+                "(a contrastive loss counts them as negatives of their own positives). The "
+                "train split is small for the batch, or the shuffle buffer "
+                "(data.shuffle_buffer=%s) spans epochs; use a larger split or a smaller batch. "
+                "Later batches with repeats are not reported.", step, repeats,
+                global_batch_size, datasets.field(data_cfg, "shuffle_buffer"))
+        yield batch
 
 
 def batch_spec(data_cfg, max_len: int | None, batch_size: int) -> dict[str, tuple[tuple, Any]]:

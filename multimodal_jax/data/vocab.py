@@ -2,6 +2,7 @@
 on the training captions and kept in the workdir when no path is given: a SentencePiece model
 (``tokenizer.model``) or a CLIP BPE vocabulary (``clip_bpe/``)."""
 
+import math
 import os
 
 import jax
@@ -11,6 +12,8 @@ from jax.experimental import multihost_utils
 
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import datasets
+from multimodal_jax.data import mixture
+from multimodal_jax.data import records
 from multimodal_jax.data import tokenizers
 
 MAX_TRAINING_CAPTIONS = 100_000
@@ -18,22 +21,23 @@ MAX_TRAINING_CAPTIONS = 100_000
 
 def training_captions(data_cfg: ml_collections.ConfigDict, limit: int = MAX_TRAINING_CAPTIONS) -> list[str]:
     """Up to ``limit`` examples' captions of the train split, in file order, images left
-    undecoded; empty captions (a language that withholds an example) are skipped."""
+    undecoded; with ``data.mixture``, each dataset's share of ``limit`` by its weight. Empty
+    captions (a language that withholds an example) are skipped."""
     if not data_cfg.text_key:
         raise ValueError(
-            f"Cannot train a SentencePiece model for {data_cfg.name!r}: it has no text_key. Set "
+            f"Cannot train a tokenizer for {data_cfg.name!r}: it has no text_key. Set "
             "tokenizer.path to a .model file, or tokenizer.kind='bytes'.")
     datasets.hide_accelerators_from_tf()
-    builder = tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir or None)
-    ds = builder.as_dataset(split=data_cfg.train_split, shuffle_files=False,
-                            decoders={data_cfg.image_key: tfds.decode.SkipDecoding()})
     texts = []
-    for example in ds.take(limit).as_numpy_iterator():
-        value = example
-        for part in data_cfg.text_key.split("/"):
-            value = value[part]
-        values = value if hasattr(value, "__len__") and not isinstance(value, bytes) else [value]
-        texts.extend(v.decode("utf-8") for v in values if v)
+    for part, weight in mixture.components(data_cfg):
+        builder = datasets.builder(part)
+        ds = records.read(builder, part.train_split, {part.image_key: tfds.decode.SkipDecoding()})
+        for example in ds.take(math.ceil(limit * weight)).as_numpy_iterator():
+            value = example
+            for key in part.text_key.split("/"):
+                value = value[key]
+            values = value if hasattr(value, "__len__") and not isinstance(value, bytes) else [value]
+            texts.extend(v.decode("utf-8") for v in values if v)
     return texts
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
+from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
+from multimodal_jax.data import records
 from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import caption_attributes
 from multimodal_jax.evaluation import caption_figure
@@ -38,11 +40,11 @@ EVALUATION_FIELDS = ("batch_size", "splits", "attributes", "zeroshot_splits", "z
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Clear errors for ``config.decoding`` and the captioning ``config.evaluation`` fields."""
-    for block, fields in (("decoding", DECODING_FIELDS), ("evaluation", EVALUATION_FIELDS)):
-        missing = [f for f in fields if f not in config.get(block, {})]
+    for block, names in (("decoding", DECODING_FIELDS), ("evaluation", EVALUATION_FIELDS)):
+        missing = [f for f in names if f not in config.get(block, {})]
         if missing:
             raise ValueError(f"config.{block} lacks {missing}: the captioning task reads "
-                             f"{list(fields)} there (see configs/caption_shapes.py).")
+                             f"{list(names)} there (see configs/caption_shapes.py).")
     dec = config.decoding
     if dec.method not in decoding.METHODS:
         raise ValueError(f"config.decoding.method={dec.method!r}; choose one of "
@@ -62,9 +64,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if ev.attributes == "builtin" and not datasets.is_builtin(config.data.name):
         raise ValueError("config.evaluation.attributes='builtin' reads the built-in dataset's "
                          f"shapes and colours; {config.data.name!r} has none: set it to 'none'.")
+    fields.string_list(ev.splits, "config.evaluation.splits", allow_empty=True)
     if ev.zeroshot_splits and not config.data.get("label_key"):
         raise ValueError("Generative zero-shot needs class labels: set config.data.label_key, or "
                          "config.evaluation.zeroshot_splits=() for a dataset without them.")
+    contrastive_eval.check_config(config)  # the same zero-shot fields
 
 
 def fix_articles(text: str) -> str:
@@ -75,9 +79,8 @@ def fix_articles(text: str) -> str:
 def reference_captions(data_cfg: ml_collections.ConfigDict, split: str) -> list[list[str]]:
     """Every reference caption of each example of ``split``, in the order of the evaluation
     stream (file order); ``data.text_key`` may name a list of captions (``captions/text``)."""
-    builder = tfds.builder(data_cfg.name, data_dir=data_cfg.get("data_dir") or None)
-    ds = builder.as_dataset(split=split, shuffle_files=False,
-                            decoders={data_cfg.image_key: tfds.decode.SkipDecoding()})
+    ds = records.read(datasets.builder(data_cfg), split,
+                      {data_cfg.image_key: tfds.decode.SkipDecoding()})
 
     def text_of(example):
         for part in data_cfg.text_key.split("/"):

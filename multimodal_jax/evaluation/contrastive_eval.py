@@ -10,9 +10,9 @@ from typing import Optional
 import jax
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
+from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.data import device_input
 from multimodal_jax.data import image_files
@@ -47,16 +47,50 @@ def _pooled_image(model, images):
 
 def class_names_and_templates(config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
     """The zero-shot classes and prompt templates: the dataset's label names with the
-    built-in dataset's templates (``"builtin"``), or those listed in the config."""
+    built-in dataset's templates (``"builtin"``), or those listed in the config (a tuple, or
+    a string such as ``"red circle,blue square"``)."""
     ev = config.evaluation
     if ev.class_names == "builtin":
-        builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
-        names = list(builder.info.features[ev.get("label_key", "label")].names)
+        builder = datasets.builder(config.data)  # "_" read as a space, as in caption templates
+        names = [n.replace("_", " ") for n in builder.info.features[ev.get("label_key", "label")].names]
     else:
-        names = list(ev.class_names)
+        names = list(fields.string_list(ev.class_names, "config.evaluation.class_names"))
     templates = ev.get("templates", "builtin")
-    templates = shapes_captions.ZEROSHOT_TEMPLATES if templates == "builtin" else templates
-    return names, list(templates)
+    if templates == "builtin":
+        return names, list(shapes_captions.ZEROSHOT_TEMPLATES)
+    return names, list(template_list(templates, "config.evaluation.templates"))
+
+
+def template_list(value, where: str) -> tuple[str, ...]:
+    """``fields.string_list`` of prompt templates, each with a ``{}`` for the class name."""
+    templates = fields.string_list(value, where)
+    for template in templates:
+        if "{}" not in template:
+            raise ValueError(f"{where}: {template!r} has no '{{}}' where the class name goes, "
+                             "e.g. 'a photo of a {}.'.")
+    return templates
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """The zero-shot fields of ``config.evaluation``: split, class and template lists of the
+    right types (non-empty where they must be), and a filter of the form (feature, value)."""
+    ev = config.evaluation
+    splits = fields.string_list(ev.get("zeroshot_splits", ()), "config.evaluation.zeroshot_splits",
+                                allow_empty=True)
+    if ev.get("class_names", "builtin") != "builtin":  # empty only where nothing classifies
+        fields.string_list(ev.class_names, "config.evaluation.class_names", allow_empty=not splits)
+    elif splits and not config.data.get("label_key"):
+        raise ValueError("Zero-shot with config.evaluation.class_names='builtin' reads the label "
+                         "names of config.data.label_key, which is not set: set it, list the "
+                         "classes, or set config.evaluation.zeroshot_splits=() for a dataset "
+                         "without labels.")
+    if ev.get("templates", "builtin") != "builtin":
+        template_list(ev.templates, "config.evaluation.templates")
+    zeroshot_filter = ev.get("zeroshot_filter", ())
+    if zeroshot_filter and not (isinstance(zeroshot_filter, (tuple, list)) and len(zeroshot_filter) == 2
+                                and isinstance(zeroshot_filter[0], str)):
+        raise ValueError(f"config.evaluation.zeroshot_filter must be (feature, value), e.g. "
+                         f"('num_objects', 1), or () for none; got {zeroshot_filter!r}.")
 
 
 class Evaluator(base.Evaluator):

@@ -52,6 +52,14 @@ def check_config(parallel_config, device_count: int) -> None:
         if len(rule) != 2 or not isinstance(rule[0], str):
             raise ValueError(f"config.parallel.rules entry {rule!r} must be (regex, spec), e.g. "
                              "('.*', 'fsdp').")
+    if fsdp > 1 and not sharding.can_split(**layout(parallel_config)):
+        raise ValueError(
+            f"config.parallel.fsdp={fsdp} with config.parallel.rules="
+            f"{layout(parallel_config)['rules']!r} shards nothing: no rule splits an array over "
+            "'fsdp', so every array would be replicated on each device of a group (FSDP's "
+            "communication, none of its memory saving). Add rules, e.g. "
+            "--config.parallel.rules=\"(('.*', 'fsdp'),)\" (each array's largest dividing "
+            "dimension split), or keep fsdp=1.")
     names = set(sharding.STATE_AXES)
     for name, axis in layout(parallel_config)["logical_axes"].items():
         if axis is not None and axis not in names:

@@ -84,7 +84,10 @@ def init_state(create_state: Callable, rng, mesh: Mesh, rules=(), logical_axes=N
     if not rules:
         return jax.device_put(create_state(rng), replicated(mesh))
     abstract = jax.eval_shape(create_state, rng)
-    shardings = sharding.tree_shardings(abstract, mesh, rules, logical_axes)
+    specs = sharding.tree_specs(abstract, rules, mesh, logical_axes)
+    sharding.check_splits_something(specs, mesh)
+    shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs,
+                             is_leaf=lambda x: isinstance(x, P))
     return jax.jit(create_state, out_shardings=shardings)(rng)
 
 

@@ -31,6 +31,11 @@ from jax.sharding import PartitionSpec as P
 FSDP = "fsdp"
 STATE_AXES = (FSDP,)  # mesh axes that may split the state
 
+
+class RulesError(ValueError):
+    """Sharding rules that cannot lay out the state (or, with ``fsdp > 1``, split none of it):
+    a config error, found when the state's shapes are known."""
+
 # Logical axis names for the parameters of this package's Transformers (ViT, text, two-tower),
 # to use with a ``logical_axes`` mapping such as ``FSDP_LOGICAL_AXES`` below (every name a rule
 # uses must be mapped, to a mesh axis or None; a leaf matching no rule stays whole).
@@ -83,24 +88,24 @@ def _fsdp_spec(shape: tuple[int, ...], mesh: Mesh) -> P:
 def _explicit_spec(path: str, shape, spec, mesh: Mesh, logical_axes: Mapping[str, Any]) -> P:
     """A per-dimension tuple (mesh or logical axis names) -> a checked PartitionSpec."""
     if len(spec) != len(shape):
-        raise ValueError(f"Sharding rule {tuple(spec)} has {len(spec)} entries but {path} has "
+        raise RulesError(f"Sharding rule {tuple(spec)} has {len(spec)} entries but {path} has "
                          f"shape {shape}: give one entry (axis name or None) per dimension.")
     entries = []
     for dim, name in zip(shape, spec):
         axis = logical_axes.get(name, name) if name is not None else None
         if axis is not None and axis not in mesh.axis_names:
-            raise ValueError(f"Sharding rule for {path}: {name!r} is neither a mesh axis "
+            raise RulesError(f"Sharding rule for {path}: {name!r} is neither a mesh axis "
                              f"{mesh.axis_names} nor a logical axis in logical_axes "
                              f"{sorted(logical_axes)}; add it to config.parallel.logical_axes.")
         if axis is not None and axis not in STATE_AXES:
-            raise ValueError(f"Sharding rule for {path} splits it over {axis!r}; only {STATE_AXES} "
+            raise RulesError(f"Sharding rule for {path} splits it over {axis!r}; only {STATE_AXES} "
                              "may split parameters and optimiser state ('data' carries the batch).")
         if axis is not None and dim % _axis_size(mesh, axis):
-            raise ValueError(f"Sharding rule for {path}: dimension {dim} does not divide over the "
+            raise RulesError(f"Sharding rule for {path}: dimension {dim} does not divide over the "
                              f"{_axis_size(mesh, axis)} devices of axis {axis!r}; map it to None or "
                              "change config.parallel.fsdp.")
         if axis is not None and axis in entries:
-            raise ValueError(f"Sharding rule {tuple(spec)} for {path} puts mesh axis {axis!r} on "
+            raise RulesError(f"Sharding rule {tuple(spec)} for {path} puts mesh axis {axis!r} on "
                              "two dimensions (twice); map one of them to None.")
         entries.append(axis)
     return P(*entries)
@@ -115,7 +120,7 @@ def spec_for(path: str, shape: tuple[int, ...], rules: Sequence, mesh: Mesh,
         try:
             matched = re.search(pattern, path)
         except re.error as error:
-            raise ValueError(f"Sharding rule regex {pattern!r} is invalid: {error}.") from None
+            raise RulesError(f"Sharding rule regex {pattern!r} is invalid: {error}.") from None
         if not matched:
             continue
         if spec == "fsdp":
@@ -123,7 +128,7 @@ def spec_for(path: str, shape: tuple[int, ...], rules: Sequence, mesh: Mesh,
         if spec == "replicate" or spec is None:
             return P()
         if isinstance(spec, str):
-            raise ValueError(f"Sharding rule ({pattern!r}, {spec!r}): a spec is 'fsdp', "
+            raise RulesError(f"Sharding rule ({pattern!r}, {spec!r}): a spec is 'fsdp', "
                              "'replicate' or a tuple with one axis name (or None) per dimension.")
         return _explicit_spec(path, shape, tuple(spec), mesh, dict(logical_axes or {}))
     return P()
@@ -141,6 +146,33 @@ def tree_shardings(tree, mesh: Mesh, rules: Sequence = (), logical_axes=None):
     return jax.tree.map(lambda spec: NamedSharding(mesh, spec),
                         tree_specs(tree, rules, mesh, logical_axes),
                         is_leaf=lambda x: isinstance(x, P))
+
+
+def can_split(rules: Sequence, logical_axes: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether any rule may split a leaf over ``"fsdp"`` (``"fsdp"``, or a tuple naming it
+    directly or through ``logical_axes``), judged from the rules alone."""
+    axes = dict(logical_axes or {})
+    for rule in rules:
+        spec = rule[1] if len(rule) == 2 else None
+        if spec == FSDP or (isinstance(spec, (tuple, list))
+                            and FSDP in [axes.get(name, name) for name in spec if name is not None]):
+            return True
+    return False
+
+
+def check_splits_something(specs, mesh: Mesh) -> None:
+    """``RulesError`` when the mesh has an ``"fsdp"`` axis of more than one device and no leaf
+    of ``specs`` is split over it (the rules match nothing, or no dimension divides)."""
+    if _axis_size(mesh, FSDP) == 1:
+        return
+    leaves = jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, P))
+    if not any(FSDP in tuple(spec) for spec in leaves):
+        raise RulesError(
+            f"config.parallel.rules split none of the state's {len(leaves)} arrays over the "
+            f"{_axis_size(mesh, FSDP)} devices of each FSDP group (config.parallel.fsdp): no "
+            "regex matches a path such as 'params/image_tower/...', or no dimension divides. "
+            "Every array would be replicated, costing FSDP's communication and saving no "
+            "memory; use e.g. rules=(('.*', 'fsdp'),), or fsdp=1.")
 
 
 def bytes_per_device(tree) -> dict:

@@ -82,7 +82,8 @@ def _checks(config: ml_collections.ConfigDict, workdir: str, devices: int,
     named = config.get("init_from") and config.init_from not in config.get("prerequisites", {})
     if named and not shapes_only:
         checks.append(lambda: init_from.check_spec(config.init_from))  # (a prerequisite: later)
-    checks.append(lambda: datasets.check_config(config.data, prepared=not shapes_only))
+    checks.append(lambda: datasets.check_config(config.data, prepared=not shapes_only,
+                                                    batch_size=config.batch_size))
     return checks
 
 

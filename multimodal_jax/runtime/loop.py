@@ -17,12 +17,10 @@ and when it saves.
 import json
 import logging
 import os
-import sys
 import time
 
 import jax
 import ml_collections
-import tqdm
 
 from multimodal_jax import tasks
 from multimodal_jax import workdir as workdir_lib
@@ -30,19 +28,21 @@ from multimodal_jax.data import device_input
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import flops
 from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.parallel import sharding
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import guards
 from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import preemption
 from multimodal_jax.runtime import prerequisites
+from multimodal_jax.runtime import progress as progress_lib
 from multimodal_jax.runtime import run_record
 
 log = logging.getLogger(__name__)
 SKIPPED = "nonfinite_skipped"  # checkpoint metadata: how many updates the guard dropped so far
 
 
-def _log_train(writer, step, metrics, guard, started, first_step, bar, meter=None):
+def _log_train(writer, step, metrics, guard, started, first_step, progress, meter=None):
     """Writes the train metrics with steps/s since the loop (re)started, and the step time,
     TFLOP/s per device and MFU since the last log (``flops.Throughput``)."""
     values = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
@@ -50,7 +50,7 @@ def _log_train(writer, step, metrics, guard, started, first_step, bar, meter=Non
     values[f"train/{SKIPPED}"] = float(guard["skipped"])
     values["train/steps_per_s"] = (step - first_step) / max(time.time() - started, 1e-9)
     writer.scalars(step, values)
-    bar.set_postfix(loss=f"{values['train/loss']:.3f}")
+    progress.report(step, values["train/loss"])
     return values
 
 
@@ -119,8 +119,11 @@ def _train(config, workdir, stop_at_step, watcher) -> dict:
 
 def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
     layout = mesh_lib.layout(config.parallel)  # FSDP sharding rules, if any
-    state = checkpoint.restore_or_init(ckpt, task.create_state, jax.random.key(config.seed), mesh,
-                                       layout)
+    try:
+        state = checkpoint.restore_or_init(ckpt, task.create_state, jax.random.key(config.seed),
+                                           mesh, layout)
+    except sharding.RulesError as error:  # found once the state's shapes are known
+        raise config_checks.ConfigError(" ".join(str(error).split())) from None
     start = int(jax.device_get(state.step))
     mode = config.get("on_nonfinite", "skip")
     skipped = ckpt.metadata(start).get(SKIPPED, 0) if start else 0
@@ -133,12 +136,11 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
     writer = metrics_writer.MetricsWriter(workdir)
     root_key = jax.random.key(config.seed)
     batches = device_input.prefetch(task.train_batches(start), driver.put_batch)
-    bar = tqdm.tqdm(total=config.total_steps, initial=start, desc="train", unit="step",
-                    disable=not sys.stderr.isatty() or jax.process_index() != 0)
+    progress = progress_lib.Progress(config.total_steps, start, reporting=jax.process_index() == 0)
     started, final, preempted = time.time(), {}, False
     for step in range(start + 1, config.total_steps + 1):
         carry, metrics = driver.step(carry, next(batches), root_key)
-        bar.update(1)
+        progress.update()
         last = step == config.total_steps
         preempted = watcher.should_stop(step)
         stopping = preempted or step == stop_at_step
@@ -146,14 +148,14 @@ def _loop(config, workdir, stop_at_step, watcher, task, mesh, ckpt) -> dict:
         if step % config.log_every_steps == 0 or last or saving:
             guard = _checked_guard(driver, carry, metrics, monitor, ckpt)
         if step % config.log_every_steps == 0 or last:
-            final.update(_log_train(writer, step, metrics, guard, started, start, bar, meter))
+            final.update(_log_train(writer, step, metrics, guard, started, start, progress, meter))
         if saving:
             _save(ckpt, driver, carry, guard)
         if stopping:
             break
         if step % config.eval_every_steps == 0 or last:
             final.update(_evaluate(task, driver.get_state(carry.state), mesh, writer, workdir, step, last))
-    bar.close()
+    progress.close()
     ckpt.wait()
     state = driver.get_state(carry.state)
     if preempted:

@@ -18,6 +18,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from multimodal_jax import fields
 from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.models import factory
 from multimodal_jax.parallel import flops
@@ -194,6 +195,8 @@ class ClassificationTask(base.Task):
             raise ValueError(f"Unknown config.mix.kind={config.mix.kind!r}; choose one of {MIXES}.")
         if not isinstance(config.num_classes, int) or config.num_classes < 2:
             raise ValueError(f"config.num_classes must be an integer >= 2, got {config.num_classes!r}.")
+        fields.string_list(config.get("evaluation", {}).get("splits", ()), "config.evaluation.splits",
+                           allow_empty=True)
 
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng, self.pretrained)

@@ -162,6 +162,7 @@ class ContrastiveTask(base.Task):
         if chunk_size and config.loss != "sigmoid":
             raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' "
                              "(the chunked loss is SigLIP's); set it to 0 for the softmax loss.")
+        contrastive_eval.check_config(config)
 
     def create_state(self, rng) -> TrainState:
         return create_state(self.config, self.model, rng, self.pretrained)
