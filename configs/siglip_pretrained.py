@@ -45,5 +45,5 @@ def get_config(weights: str = "") -> ml_collections.ConfigDict:
     config.data.update(image_size=blocks["image_size"], mean=blocks["mean"], std=blocks["std"])
     config.optim.update(lr=1e-5, warmup_steps=50, weight_decay=0.1)
     config.evaluation.batch_size = 64
-    config.evaluation.templates = ("a photo of a {}.", "a {}.", "a picture of a {}.")
+    config.evaluation.templates = "a photo of a {}.,a {}.,a picture of a {}."  # a str field: a,b,c
     return config

@@ -16,6 +16,7 @@ from multimodal_jax.configs import siglip_pretrained
 from multimodal_jax.data import tokenizers
 from multimodal_jax.pretrained import init_from
 from multimodal_jax.pretrained import load_hf_siglip
+from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.tasks import contrastive
@@ -52,7 +53,7 @@ def _config(path: str, data_dir: str):
     return config
 
 
-def test_config_is_read_from_the_folder(weights):
+def test_config_is_read_from_the_folder(weights, shapes_data_dir, tmp_path):
     _, _, path = weights
     config = siglip_pretrained.get_config(f"hf_siglip:{path}")
     assert config.loss == "sigmoid" and config.init_from == f"hf_siglip:{path}"
@@ -62,6 +63,7 @@ def test_config_is_read_from_the_folder(weights):
     assert config.data.image_size == 32
     np.testing.assert_allclose(config.data.mean, MEAN)
     np.testing.assert_allclose(config.data.std, STD)
+    config_checks.validate(_config(path, shapes_data_dir), str(tmp_path), devices=1)
     with pytest.raises(ValueError, match="needs the weights folder"):
         siglip_pretrained.get_config("")
 
