@@ -16,6 +16,7 @@ and the GAN start from.
 
 import ml_collections
 
+from multimodal_jax.evaluation import explain
 from multimodal_jax.tasks import optim
 
 
@@ -69,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
         templates="builtin",  # the built-in prompts, or e.g. "a photo of a {}.,a {}."
         retrieval_split="test", retrieval_examples=1000,
         retrieval_same_text_matches=True))  # identical captions count as the same text
+    # Relevance maps' pointing game on two-object images (evaluation/explain.py): off here,
+    # --config.evaluation.explain.split=test turns it on (about 1 minute on 2 CPU cores).
+    config.evaluation.explain = explain.default_config()
     return config
 
 

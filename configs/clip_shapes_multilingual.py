@@ -36,4 +36,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.total_steps = 600  # seven languages' words to learn: 400 steps reach ~64%
     config.eval_every_steps = config.checkpoint_every_steps = 300
     config.evaluation.languages = CODES
+    config.evaluation.explain.split = "test"  # the pointing game of its relevance maps
     return config

@@ -11,7 +11,8 @@ contrastive run, the head for a classifier), ``caption`` (captioning runs) and `
 (GAN runs) take file paths or uint8 pixel arrays; images are preprocessed as evaluation
 preprocesses the dataset (``data/image_files.py``). ``run.model``, ``run.params`` and
 ``run.preprocess`` are there for JAX code of one's own, e.g. ``jax.jit(run.image_encoder)``.
-``load_weights("hf_clip:DIR")`` reads a published Hugging Face CLIP the same way.
+``load_weights("hf_clip:DIR")`` (or ``"hf_siglip:DIR"``) reads a published Hugging Face CLIP (or
+SigLIP) the same way.
 """
 
 import dataclasses
@@ -32,6 +33,7 @@ from multimodal_jax.data import datasets
 from multimodal_jax.data import image_files
 from multimodal_jax.data import shapes_captions
 from multimodal_jax.data import vocab
+from multimodal_jax.evaluation import explain as explain_lib
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import zeroshot
 from multimodal_jax.models import decoding
@@ -47,7 +49,7 @@ from multimodal_jax.tasks import contrastive
 
 BATCH_SIZE = 64
 WHAT_EACH_DOES = {"embed_images": ("contrastive", "classification"),
-                  "embed_texts": ("contrastive",),
+                  "embed_texts": ("contrastive",), "explain": ("contrastive",),
                   "classify": ("contrastive", "classification"),
                   "caption": ("captioning",), "generate": ("adversarial",)}
 
@@ -222,6 +224,32 @@ class Run:
         probs, names = self.class_scores(images, classes, templates)
         return [top_k(row, names, k) for row in probs]
 
+    # ----------------------------------------------------------------------------- explain
+
+    def explain(self, images, texts: Sequence[str],
+                methods: Sequence[str] = explain_lib.METHODS) -> dict:
+        """Why each image matches each text: ``{method: [N_images, N_texts, gh, gw]}`` relevance
+        over the patches (``evaluation.explain``; larger is more relevant) and ``"logits"``
+        ``[N_images, N_texts]``, the logit each map explains."""
+        self.need("explain")
+        unknown = [m for m in methods if m not in explain_lib.METHODS]
+        if unknown or not methods:
+            raise ValueError(f"Explanation methods {unknown or 'none'}: choose among "
+                             f"{explain_lib.METHODS}.")
+        pixels, text_emb = self.preprocess(images), self.embed_texts(list(texts))
+        rows, cols = len(pixels), len(text_emb)
+        methods = tuple(methods)
+
+        def make():
+            def maps(p, x, t):
+                out = explain_lib.relevance_maps(self.model, p, x, t, methods)
+                return {**out, "logits": explain_lib.pair_logits(self.model, {"params": p}, x, t)}
+            return maps
+        fn = self._fn(("explain", methods), make)
+        out = explain_lib.batched(fn, self.params, np.repeat(pixels, cols, axis=0),
+                                  np.tile(text_emb, (rows, 1)), self.batch_size)
+        return {k: v.reshape((rows, cols) + v.shape[1:]) for k, v in out.items()}
+
     # ----------------------------------------------------------------------------- generate
 
     def caption(self, images, method: Optional[str] = None, beam_size: Optional[int] = None,
@@ -347,16 +375,19 @@ def _from_weights(config, batch_size: int, spec: str) -> Run:
 
 
 def load_weights(spec: str, batch_size: int = BATCH_SIZE) -> Run:
-    """A published CLIP, ``hf_clip:DIR`` (a ``save_pretrained`` folder with its CLIP BPE files),
-    with the image size and normalisation of its ``preprocessor_config.json``."""
+    """A published model: ``hf_clip:DIR`` (a ``save_pretrained`` CLIP folder with its CLIP BPE
+    files) or ``hf_siglip:DIR`` (SigLIP / SigLIP 2 with its ``spiece.model``), with the image size
+    and normalisation of its ``preprocessor_config.json``."""
     from multimodal_jax.configs import clip_pretrained  # noqa: PLC0415 - configs import the runtime
+    from multimodal_jax.configs import siglip_pretrained  # noqa: PLC0415 - likewise
 
     kind, path = init_from.parse(spec)
-    if kind != "hf_clip":
-        raise ValueError(f"--weights={spec!r}: published weights are read as 'hf_clip:DIR' "
-                         "(a Hugging Face CLIP folder); a run of ours is --workdir DIR.")
+    configs = {"hf_clip": clip_pretrained, "hf_siglip": siglip_pretrained}
+    if kind not in configs:
+        raise ValueError(f"--weights={spec!r}: published weights are read as 'hf_clip:DIR' or "
+                         "'hf_siglip:DIR' (a Hugging Face folder); a run of ours is --workdir DIR.")
     init_from.check_spec(spec)
-    return _from_weights(clip_pretrained.get_config(path), batch_size, f"hf_clip:{path}")
+    return _from_weights(configs[kind].get_config(path), batch_size, f"{kind}:{path}")
 
 
 __all__ = ["Run", "UnreadableImages", "load", "load_weights", "run_batched", "top_k"]

@@ -219,3 +219,36 @@ def test_predict_generate_command(gan_run, tmp_path):
     assert "grid.png" in names and "samples.json" in names
     assert len([n for n in names if n.endswith(".png")]) == 2 * 2 + 1
     assert names[0] == "000_a_red_star_0.png" and f"-> {out}" in done.stdout
+
+
+@pytest.mark.slow
+def test_predict_explain_command_writes_an_overlay_per_image_and_text(clip_run, image_dir, tmp_path):
+    _, workdir = clip_run
+    run = inference.load(workdir)
+    images = sorted(os.path.join(image_dir, f) for f in os.listdir(image_dir) if f.startswith("img_"))[:2]
+    maps = run.explain(images, ["a red star", "a blue circle"], ["occlusion", "map_attention"])
+    grid = run.config.data.image_size // run.config.model.image.patch_size
+    assert maps["occlusion"].shape == (2, 2, grid, grid) and maps["logits"].shape == (2, 2)
+    np.testing.assert_allclose(maps["map_attention"][:, 0], maps["map_attention"][:, 1], atol=1e-6)
+    # The logit explained is the model's own: scale * <image, text>.
+    image_emb, text_emb = run.embed_images(images), run.embed_texts(["a red star", "a blue circle"])
+    np.testing.assert_allclose(maps["logits"], np.exp(run.params["logit_scale"]) * image_emb @ text_emb.T,
+                               rtol=1e-5, atol=1e-5)
+    out = tmp_path / "maps"
+    done = _predict("explain", "--workdir", workdir, "--images", image_dir, "--text", "a red star",
+                    "--text", "a blue circle", "--out", str(out))
+    lines = [json.loads(line) for line in (out / "explain.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * (SHOWN + 2) and "1 unreadable" in done.stdout
+    assert set(lines[0]["peak_patch"]) == {"occlusion", "grad_input", "grad_rollout", "map_attention",
+                                           "rollout"}
+    assert all((out / line["file"]).exists() for line in lines)
+    bad = _predict("explain", "--workdir", workdir, "--images", image_dir, "--text", "a red star",
+                   "--methods", "saliency", "--out", str(out), expect=2)
+    assert bad.stderr.startswith("error: ") and "saliency" in bad.stderr
+
+
+def test_predict_lists_the_explanation_methods_evaluation_has():
+    from multimodal_jax.cli import predict  # noqa: PLC0415
+    from multimodal_jax.evaluation import explain  # noqa: PLC0415
+
+    assert predict.EXPLAIN_METHODS == explain.METHODS

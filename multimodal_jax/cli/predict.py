@@ -1,6 +1,7 @@
 """Runs a trained model on files: ``mmjax-predict SUBCOMMAND --workdir DIR ...`` (or ``python -m
 train.predict ...`` from the repository root), with the run's recorded config (``--config`` and
-``--config.FIELD=VALUE`` overrides allowed), or ``--weights hf_clip:DIR`` for a published CLIP.
+``--config.FIELD=VALUE`` overrides allowed), or ``--weights hf_clip:DIR`` (``hf_siglip:DIR``) for a
+published CLIP (SigLIP).
 
     zeroshot --images DIR_OR_GLOB --classes a,b,c [--template T]... [-k 5] [--out FILE.jsonl]
              (a classification run: its own classes, no --classes)
@@ -9,10 +10,13 @@ train.predict ...`` from the repository root), with the run's recorded config (`
     caption  --images DIR_OR_GLOB [--method greedy|beam|sample] [--beam_size 4]
              [--temperature 1.0] [--top_k 0] [--seed 0] [--out FILE.jsonl]
     generate --prompts "a red star" [--prompts ...] [--n 4] [--seed 0] --out DIR
+    explain  --images DIR_OR_GLOB --text "a red star" [--text ...] [--methods m1,m2] --out DIR
 
 Words after the subcommand are more images (more prompts for ``generate``). Results are JSON
 lines (to ``--out``, else standard output); ``embed`` writes L2-normalised float32 rows and, beside
-them, ``FILE.rows.json`` with the row order; ``generate`` a PNG per sample and ``grid.png``. Each
+them, ``FILE.rows.json`` with the row order; ``generate`` a PNG per sample and ``grid.png``;
+``explain`` a PNG per image and text (the image and each method's relevance map over it) and
+``explain.jsonl`` (each map's peak patch and the logit it explains). Each
 prints a one-line summary with its output path (on standard error when the results go to
 standard output). Unreadable image files are listed on standard error and skipped; bad input
 ends with ``error: ...`` and exit code 2.
@@ -30,7 +34,8 @@ from ml_collections import config_flags
 
 from multimodal_jax.cli import common
 
-SUBCOMMANDS = ("zeroshot", "retrieve", "embed", "caption", "generate")
+SUBCOMMANDS = ("zeroshot", "retrieve", "embed", "caption", "generate", "explain")
+EXPLAIN_METHODS = ("occlusion", "grad_input", "grad_rollout", "map_attention", "rollout")
 
 
 def define_flags() -> dict:
@@ -40,7 +45,7 @@ def define_flags() -> dict:
         config=config_flags.DEFINE_config_file("config", None, "A config file (default: the "
                                                "run's record, WORKDIR/config.json).", lock_config=True),
         workdir=f.DEFINE_string("workdir", None, "A trained run's workdir."),
-        weights=f.DEFINE_string("weights", None, "Published weights instead: hf_clip:DIR."),
+        weights=f.DEFINE_string("weights", None, "Published weights instead: hf_clip:DIR or hf_siglip:DIR."),
         images=f.DEFINE_multi_string("images", [], "Image files: a folder, a glob or a file; "
                                      "repeatable."),
         classes=f.DEFINE_list("classes", [], "zeroshot: class names, comma-separated."),
@@ -61,6 +66,10 @@ def define_flags() -> dict:
         prompts=f.DEFINE_multi_string("prompts", [], "generate: a caption (or a class name); "
                                       "repeatable."),
         n=f.DEFINE_integer("n", 4, "generate: samples per prompt."),
+        text=f.DEFINE_multi_string("text", [], "explain: the text each image is explained "
+                                   "against (repeatable)."),
+        methods=f.DEFINE_list("methods", list(EXPLAIN_METHODS), "explain: relevance methods, "
+                              f"comma-separated, among {', '.join(EXPLAIN_METHODS)}."),
     )
 
 
@@ -217,10 +226,44 @@ def generate(run, f, items) -> None:
     print(f"generate: {len(prompts)} prompts x {n} samples -> {folder} (grid {grid})", flush=True)
 
 
+def explain(run, f, items) -> None:
+    """Relevance maps of each image for each ``--text``: a PNG per pair and ``explain.jsonl``."""
+    from multimodal_jax.evaluation import figures  # noqa: PLC0415 - after the flags are parsed
+
+    texts, folder, methods = f["text"].value, f["out"].value, f["methods"].value
+    if not texts:
+        common.fail('explain needs --text "a red star" (repeatable).')
+    if not folder:
+        common.fail("explain needs --out DIR (a folder for the overlays).")
+    unknown = [m for m in methods if m not in EXPLAIN_METHODS]
+    if unknown or not methods:
+        common.fail(f"--methods={','.join(methods)}: choose among {', '.join(EXPLAIN_METHODS)}.")
+    read = _read_images(run, items)
+    result = run.explain(read, texts, methods)
+    from multimodal_jax.data import datasets  # noqa: PLC0415 - after the flags are parsed
+
+    pixels = figures.to_uint8(read.pixels, *datasets.normalisation(run.config.data))
+    os.makedirs(folder, exist_ok=True)
+    out = Output(os.path.join(folder, "explain.jsonl"))
+    for i, name in enumerate(read.names):
+        stem = _slug(os.path.splitext(os.path.basename(name))[0])
+        for j, text in enumerate(texts):
+            file = f"{i:04d}_{stem}__{_slug(text)}.png"
+            maps = {m: result[m][i, j][None] for m in methods}
+            figures.relevance_grid(pixels[i][None], [f"{text}  (logit {result['logits'][i, j]:.2f})"],
+                                   maps, os.path.join(folder, file))
+            peaks = {m: [int(v) for v in np.unravel_index(int(np.argmax(maps[m][0])), maps[m][0].shape)]
+                     for m in methods}
+            out.line({"image": name, "text": text, "file": file,
+                      "logit": round(float(result["logits"][i, j]), 6), "peak_patch": peaks})
+    out.close(f"explain: {len(read.names)} images x {len(texts)} texts, methods "
+              f"{', '.join(methods)}{_skipped(read)}, overlays in {folder}")
+
+
 NEEDS = dict(zeroshot="classify", retrieve="embed_texts", embed="embed_images", caption="caption",
-             generate="generate")
+             generate="generate", explain="explain")
 COMMANDS = dict(zeroshot=zeroshot, retrieve=retrieve, embed=embed, caption=caption,
-                generate=generate)
+                generate=generate, explain=explain)
 
 
 # ----------------------------------------------------------------------------- main
@@ -231,8 +274,8 @@ def _load(f):
 
     workdir, weights = f["workdir"].value, f["weights"].value
     if bool(workdir) == bool(weights):
-        common.fail("Give --workdir DIR (a trained run) or --weights hf_clip:DIR (a published "
-                    "CLIP), one of them.")
+        common.fail("Give --workdir DIR (a trained run) or --weights hf_clip:DIR / hf_siglip:DIR "
+                    "(a published CLIP / SigLIP), one of them.")
     if weights:
         return inference.load_weights(weights, batch_size=f["batch_size"].value)
     return inference.load(workdir, f["config"].value, batch_size=f["batch_size"].value)

@@ -99,8 +99,8 @@ def _sample_scene(rng: np.random.Generator, split: str) -> Dict:
             "position": _RELATION_POSITION[relation]}
 
 
-def _render(rng: np.random.Generator, scene: Dict, size: int, textured: bool) -> np.ndarray:
-    """Draws a scene into a uint8 [size, size, 3] image."""
+def _render(rng: np.random.Generator, scene: Dict, size: int, textured: bool):
+    """Draws a scene into a uint8 [size, size, 3] image; with the objects drawn (dicts)."""
     background = (render.textured_background if textured else render.plain_background)(rng, size)
     radius = render.SIZE_RADIUS[scene["size"]] * size
     if scene["second"] is None:
@@ -112,14 +112,16 @@ def _render(rng: np.random.Generator, scene: Dict, size: int, textured: bool) ->
     drawn = [dict(shape=shape, rgb=render.object_rgb(rng, color), center=center,
                   radius=radius, angle=rng.uniform(-MAX_ANGLE, MAX_ANGLE))
              for (shape, color), center in zip(objects, centers)]
-    return render.render_scene(background, drawn)
+    return render.render_scene(background, drawn), drawn
 
 
-def generate_example(config: ShapesConfig, split: str, index: int) -> Dict:
-    """Example ``index`` of ``split`` as a dict of numpy/str features (image uint8 array)."""
+def generate_example(config: ShapesConfig, split: str, index: int, masks: bool = False) -> Dict:
+    """Example ``index`` of ``split`` as a dict of numpy/str features (image uint8 array). With
+    ``masks``, also ``"masks"``: bool [num_objects, size, size], where each object shows
+    (``render.object_masks``; not a dataset feature, the same example otherwise)."""
     rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
     scene = _sample_scene(rng, split)
-    image = _render(rng, scene, config.image_size, config.textured)
+    image, drawn = _render(rng, scene, config.image_size, config.textured)
     (shape, color), second = scene["first"], scene["second"]
     texts = {}
     if config.languages:
@@ -134,8 +136,9 @@ def generate_example(config: ShapesConfig, split: str, index: int) -> Dict:
     else:
         shape2, color2 = SHAPES.index(second[0]), COLORS.index(second[1])
         label2 = class_label(*second)
+    extra = {"masks": render.object_masks(config.image_size, drawn)} if masks else {}
     return {
-        **texts, "image": image, "caption": caption, "label": class_label(shape, color),
+        **texts, **extra, "image": image, "caption": caption, "label": class_label(shape, color),
         "shape": shape, "color": color, "size": scene["size"], "position": scene["position"],
         "num_objects": np.int32(1 if second is None else 2), "relation": scene["relation"],
         "shape2": np.int32(shape2), "color2": np.int32(color2), "label2": np.int32(label2),

@@ -141,6 +141,18 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(level[..., None] + tint + noise, 0, 255).astype(np.float32)
 
 
+def object_alpha(shape: str, size_yx: Tuple[int, int], center: Tuple[float, float], radius: float,
+                 angle: float = 0.0, antialias: bool = True) -> np.ndarray:
+    """Coverage in [0, 1] (float32 [H, W]) of one shape: center is (x, y) in pixels, radius the
+    centre-to-extent distance in pixels and angle a rotation in radians."""
+    yy, xx = np.mgrid[0:size_yx[0], 0:size_yx[1]].astype(np.float32)
+    dx, dy = xx + 0.5 - center[0], yy + 0.5 - center[1]
+    cos, sin = np.cos(angle), np.sin(angle)
+    x, y = cos * dx + sin * dy, -sin * dx + cos * dy
+    dist = shape_sdf(shape, x, y, radius)
+    return np.clip(0.5 - dist, 0.0, 1.0) if antialias else (dist <= 0).astype(np.float32)
+
+
 def draw_object(
     canvas: np.ndarray,
     shape: str,
@@ -150,19 +162,9 @@ def draw_object(
     angle: float = 0.0,
     antialias: bool = True,
 ) -> np.ndarray:
-    """Returns ``canvas`` (float32 [S,S,3]) with one shape alpha-composited on top.
-
-    center is (x, y) in pixels, radius the centre-to-extent distance in pixels and angle a
-    rotation in radians.
-    """
-    size_y, size_x = canvas.shape[:2]
-    yy, xx = np.mgrid[0:size_y, 0:size_x].astype(np.float32)
-    dx, dy = xx + 0.5 - center[0], yy + 0.5 - center[1]
-    cos, sin = np.cos(angle), np.sin(angle)
-    x, y = cos * dx + sin * dy, -sin * dx + cos * dy
-    dist = shape_sdf(shape, x, y, radius)
-    alpha = np.clip(0.5 - dist, 0.0, 1.0) if antialias else (dist <= 0).astype(np.float32)
-    alpha = alpha[..., None]
+    """Returns ``canvas`` (float32 [S,S,3]) with one shape alpha-composited on top
+    (``object_alpha``'s arguments)."""
+    alpha = object_alpha(shape, canvas.shape[:2], center, radius, angle, antialias)[..., None]
     return canvas * (1.0 - alpha) + rgb * alpha
 
 
@@ -213,6 +215,21 @@ def pair_centers(
     if relation in ("left of", "right of"):
         return (first, c1), (second, c2)
     return (c1, first), (c2, second)
+
+
+def object_masks(size: int, objects: Sequence[dict], antialias: bool = True,
+                 threshold: float = 0.5) -> np.ndarray:
+    """bool [len(objects), size, size]: the pixels where each object (``render_scene``'s dicts,
+    in drawing order) shows with more than ``threshold`` of its colour, after the objects drawn
+    over it."""
+    alphas = [object_alpha(o["shape"], (size, size), o["center"], o["radius"], o.get("angle", 0.0),
+                           antialias) for o in objects]
+    masks = []
+    for i, alpha in enumerate(alphas):
+        for above in alphas[i + 1:]:
+            alpha = alpha * (1.0 - above)
+        masks.append(alpha > threshold)
+    return np.stack(masks) if masks else np.zeros((0, size, size), bool)
 
 
 def render_scene(

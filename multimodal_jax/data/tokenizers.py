@@ -21,11 +21,11 @@ import tensorflow as tf
 from multimodal_jax import fields
 
 Texts = Union[str, bytes, Sequence[Union[str, bytes]]]
-KINDS = ("sentencepiece", "bytes", "clip_bpe")
+KINDS = ("sentencepiece", "bytes", "clip_bpe", "siglip")
 FIELDS = ("kind", "path", "vocab_size", "max_len", "byte_fallback")  # of config.tokenizer
 
 
-def _as_str(text: Union[str, bytes]) -> str:
+def as_str(text: Union[str, bytes]) -> str:
     """Text as str (tf.data and tfds.as_numpy give bytes)."""
     return text.decode("utf-8") if isinstance(text, (bytes, np.bytes_)) else str(text)
 
@@ -88,7 +88,7 @@ class Tokenizer:
         if isinstance(texts, (str, bytes)):
             texts = [texts]
         rows = [layout(ids, max_len, self.pad_id, self.eos_id, self.bos_id)
-                for ids in self._ids([_as_str(t) for t in texts])]
+                for ids in self._ids([as_str(t) for t in texts])]
         return np.stack(rows) if rows else np.zeros((0, max_len), np.int32)
 
     def tf_encode(self, text: tf.Tensor, max_len: Optional[int] = None) -> tf.Tensor:
@@ -133,7 +133,7 @@ class ByteTokenizer(Tokenizer):
         return data.decode("utf-8", errors="replace")
 
 
-def _load_sentencepiece(model_path: str, proto: Optional[bytes] = None) -> spm.SentencePieceProcessor:
+def load_sentencepiece(model_path: str, proto: Optional[bytes] = None) -> spm.SentencePieceProcessor:
     """Loads a SentencePiece model from a local or tf.io.gfile path (or from ``proto``, the
     bytes already read from it), with clear errors."""
     path = os.fspath(model_path)
@@ -165,7 +165,7 @@ class SentencePieceTokenizer(Tokenizer):
     def __init__(self, model_path: str, max_len: Optional[int] = None, add_bos: bool = True,
                  proto: Optional[bytes] = None):
         self.model_path = os.fspath(model_path)
-        self._sp = _load_sentencepiece(self.model_path, proto)
+        self._sp = load_sentencepiece(self.model_path, proto)
         if self._sp.eos_id() < 0:
             raise ValueError(f"SentencePiece model {self.model_path!r} has no eos piece; the "
                              "token layout needs one. Train with eos_id set (train_sentencepiece "
@@ -181,7 +181,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     def _tf_ids(self, text):
         def ids(t):
-            return np.asarray(self._sp.encode(_as_str(t), out_type=int), np.int32)
+            return np.asarray(self._sp.encode(as_str(t), out_type=int), np.int32)
 
         out = tf.numpy_function(ids, [text], tf.int32, stateful=False)
         return tf.ensure_shape(out, [None])
@@ -201,7 +201,7 @@ def sentencepiece_model(texts: Sequence[str], vocab_size: int, model_type: str =
     training (another script, an emoji) becomes its UTF-8 bytes instead of unk, and decodes
     back to itself.
     """
-    texts = [_as_str(t) for t in texts]
+    texts = [as_str(t) for t in texts]
     if not texts:
         raise ValueError("train_sentencepiece needs at least one text.")
     minimum = 8 + (256 if byte_fallback else 0)
@@ -244,8 +244,10 @@ def _field(config: Any, name: str, default: Any = None) -> Any:
 def get_tokenizer(config: Any) -> Tokenizer:
     """The tokenizer described by ``config.tokenizer``: kind, path, vocab_size, max_len.
 
-    kind "bytes" needs no path; kind "sentencepiece" loads ``path``. When vocab_size is set
-    it must be at least the tokenizer's vocabulary (it sizes the text model's embedding).
+    kind "bytes" needs no path; kind "sentencepiece" loads ``path``, "siglip" a SigLIP
+    ``spiece.model`` (``siglip_tokenizer.py``), "clip_bpe" CLIP BPE files (``clip_bpe.py``).
+    When vocab_size is set it must be at least the tokenizer's vocabulary (it sizes the text
+    model's embedding).
     """
     kind = str(_field(config, "kind", "bytes")).lower()
     check_kind(kind)
@@ -258,6 +260,13 @@ def get_tokenizer(config: Any) -> Tokenizer:
             raise ValueError("config.tokenizer.kind is 'sentencepiece' but config.tokenizer.path "
                              "is empty; set it to a .model file (see train_sentencepiece).")
         tokenizer = SentencePieceTokenizer(path, max_len=max_len)
+    elif kind == "siglip":
+        from multimodal_jax.data.siglip_tokenizer import SiglipTokenizer  # noqa: PLC0415 - it imports this module
+        path = _field(config, "path")
+        if not path:
+            raise ValueError("config.tokenizer.kind is 'siglip' but config.tokenizer.path is empty; "
+                             "set it to a SigLIP folder's spiece.model.")
+        tokenizer = SiglipTokenizer(path, max_len=max_len, vocab_size=_field(config, "vocab_size"))
     else:
         from multimodal_jax.data.clip_bpe import ClipBpeTokenizer  # noqa: PLC0415 - it imports this module
         tokenizer = ClipBpeTokenizer(_field(config, "path"), max_len=max_len)

@@ -1,7 +1,8 @@
 """Evaluates a two-tower model: zero-shot classification on each configured split and
 image<->text retrieval, with the encoders jitted over the device mesh; with
 ``evaluation.languages``, both in every language of the multilingual built-in dataset
-(``multilingual.py``)."""
+(``multilingual.py``); with ``evaluation.explain.split``, the pointing game of its relevance
+maps (``explain.py``)."""
 
 import functools
 from typing import Optional
@@ -14,10 +15,12 @@ from jax.sharding import Mesh
 from multimodal_jax import fields
 from multimodal_jax.data import datasets
 from multimodal_jax.data import device_input
+from multimodal_jax.data import image_files
 from multimodal_jax.data import pipeline
 from multimodal_jax.data import shapes_captions
 from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
+from multimodal_jax.evaluation import explain
 from multimodal_jax.evaluation import figures
 from multimodal_jax.evaluation import linear_probe
 from multimodal_jax.evaluation import multilingual
@@ -96,6 +99,7 @@ class Evaluator(base.Evaluator):
 
     def __init__(self, model, config: ml_collections.ConfigDict, tokenizer):
         self.encoders, self.config, self.tokenizer = Encoders(model), config, tokenizer
+        self.model = model
 
     def evaluate(self, params, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
         """All contrastive metrics, keyed like ``zeroshot/test/top1`` and
@@ -112,6 +116,12 @@ class Evaluator(base.Evaluator):
         if probe and (probe.get("methods") or probe.get("shots")):
             metrics.update(linear_probe.evaluate(self.encoders.features, params, self.config.data,
                                                  probe, mesh))
+        if (ev.get("explain") or {}).get("split"):  # optional: the pointing game of its maps
+            metrics.update(explain.evaluate(
+                self.config, self.model, jax.tree.map(encode.gather, params),
+                image_files.Preprocessor(self.config.data).pixels,
+                lambda texts: self.text_embeddings(params, mesh, texts),
+                picture_path if jax.process_index() == 0 else None))
         return metrics
 
     def _english(self, params, mesh: Mesh, picture_path: Optional[str]) -> dict[str, float]:

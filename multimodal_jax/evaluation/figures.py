@@ -1,5 +1,5 @@
-"""PNG figures for evaluation results, drawn with PIL only: a retrieval grid, a confusion heat map
-and a table of scores.
+"""PNG figures for evaluation results, drawn with PIL only: a retrieval grid, a confusion heat map,
+a table of scores, and relevance maps over images (``relevance_overlay``, ``relevance_grid``).
 
 They are meant to be looked at next to the numbers: which captions an image retrieves and
 which classes the model mixes up. Text uses PIL's default font (scalable in Pillow >= 10.1).
@@ -321,3 +321,92 @@ def score_table_png(values, row_labels: Sequence[str], col_labels: Sequence[str]
         draw.text((left + j * cell + cell / 2, top - 6), label, fill=_BLACK, font=font, anchor="mb")
     canvas.save(path, format="PNG")
     return path
+
+
+# Dark -> red -> yellow -> white ("hot"), for relevance maps over an image.
+_HOT = np.array([(0, 0, 0), (120, 0, 10), (220, 40, 0), (255, 170, 0), (255, 255, 160)], np.float64)
+
+
+def heat(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> uint8 RGB along the dark -> red -> yellow -> white map."""
+    pos = np.clip(values, 0.0, 1.0) * (len(_HOT) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_HOT) - 2)
+    frac = (pos - lo)[..., None]
+    return np.round(_HOT[lo] * (1 - frac) + _HOT[lo + 1] * frac).astype(np.uint8)
+
+
+def relevance_overlay(image, relevance, scale: int = 8, alpha: float = 0.6) -> np.ndarray:
+    """uint8 ``[H*scale, W*scale, 3]``: ``image`` (uint8 ``[H, W, 3]``) under its relevance map
+    (``[gh, gw]`` over patches, min-max scaled, each patch one flat block: the map's own
+    resolution), blended with weight ``alpha``."""
+    image = _as_rgb_uint8(np.asarray(image)[None])[0]
+    relevance = np.asarray(relevance, np.float64)
+    span = relevance.max() - relevance.min()
+    scaled = (relevance - relevance.min()) / span if span > 0 else np.zeros_like(relevance)
+    height, width = image.shape[:2]
+    blocks = np.kron(scaled, np.ones((height // scaled.shape[0], width // scaled.shape[1])))
+    big = np.kron(image, np.ones((scale, scale, 1), np.uint8))
+    colours = np.kron(heat(blocks), np.ones((scale, scale, 1), np.uint8))
+    return np.round((1 - alpha) * big + alpha * colours).astype(np.uint8)
+
+
+def _peak_box(relevance, size: int) -> tuple:
+    """The pixel box ``(x0, y0, x1, y1)`` of the map's peak patch in a ``size`` px square."""
+    relevance = np.asarray(relevance)
+    row, col = np.unravel_index(int(np.argmax(relevance)), relevance.shape)
+    ph, pw = size / relevance.shape[0], size / relevance.shape[1]
+    return (col * pw, row * ph, (col + 1) * pw - 1, (row + 1) * ph - 1)
+
+
+def relevance_grid(images, prompts: Sequence[str], maps: dict, path: str, masks=None,
+                   scale: int = 6) -> str:
+    """A PNG: one row per image and prompt, the image (its target object's outline in green
+    when ``masks`` are given) then each method's overlay with its peak patch boxed (green when
+    the peak holds part of the target, red when not). ``maps``: ``{method: [N, gh, gw]}``."""
+    images = _as_rgb_uint8(images)
+    size = images.shape[1] * scale
+    font, small = default_font(13), default_font(11)
+    pad, label_h, gap = 10, 34, 6
+    columns = ["image"] + list(maps)
+    width = pad * 2 + len(columns) * (size + gap)
+    canvas = Image.new("RGB", (width, pad + 18 + len(images) * (size + label_h) + pad), _WHITE)
+    draw = ImageDraw.Draw(canvas)
+    for j, name in enumerate(columns):
+        draw.text((pad + j * (size + gap) + size / 2, pad), name, fill=_BLACK, font=font, anchor="mt")
+    for i, image in enumerate(images):
+        y = pad + 18 + i * (size + label_h)
+        target = None if masks is None else np.asarray(masks[i], bool)
+        tiles = [np.kron(image, np.ones((scale, scale, 1), np.uint8))]
+        tiles += [relevance_overlay(image, maps[m][i], scale) for m in maps]
+        for j, tile in enumerate(tiles):
+            x = pad + j * (size + gap)
+            canvas.paste(Image.fromarray(tile), (x, y))
+            if j == 0 and target is not None:
+                _outline(draw, target, x, y, scale)
+            elif j > 0:
+                box = _peak_box(maps[columns[j]][i], size)
+                hit = None if target is None else bool(_covers(target, maps[columns[j]][i]))
+                colour = _BLACK if hit is None else (_GREEN if hit else _RED)
+                draw.rectangle([x + box[0], y + box[1], x + box[2], y + box[3]], outline=colour, width=2)
+        for k, line in enumerate(wrap_text(prompts[i], small, width - 2 * pad, max_lines=2)):
+            draw.text((pad, y + size + 3 + 13 * k), line, fill=_BLACK, font=small)
+    canvas.save(path, format="PNG")
+    return path
+
+
+def _covers(mask: np.ndarray, relevance) -> bool:
+    """Whether the peak patch of ``relevance`` holds any pixel of ``mask``."""
+    relevance = np.asarray(relevance)
+    row, col = np.unravel_index(int(np.argmax(relevance)), relevance.shape)
+    ph, pw = mask.shape[0] // relevance.shape[0], mask.shape[1] // relevance.shape[1]
+    return bool(mask[row * ph:(row + 1) * ph, col * pw:(col + 1) * pw].any())
+
+
+def _outline(draw: ImageDraw.ImageDraw, mask: np.ndarray, x: int, y: int, scale: int) -> None:
+    """Marks the border pixels of ``mask`` (scaled by ``scale``) in green."""
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    for r, c in zip(*np.nonzero(mask & ~inner)):
+        draw.rectangle([x + c * scale, y + r * scale, x + (c + 1) * scale - 1, y + (r + 1) * scale - 1],
+                       outline=_GREEN)
+

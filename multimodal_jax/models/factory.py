@@ -84,6 +84,21 @@ def check_decoder_block(block: ml_collections.ConfigDict, max_tokens: Optional[i
     check_sequence_block(block, decoder_lib.TextDecoder, max_tokens, where)
 
 
+def check_two_tower_block(model: ml_collections.ConfigDict, where: str = "config.model") -> None:
+    """The two-tower fields: without an image projection (``project_image=False``, SigLIP) the
+    image tower's pooled width is the embedding width."""
+    if model.get("project_image", True) or "image" not in model:
+        return
+    image = model.image
+    width = vit_lib.resolve_sizes(image.get("variant"), {f: image.get(f) for f in vit_lib.SIZE_FIELDS},
+                                  image.get("pool", "tok"), image.get("posemb", "learn"),
+                                  f"{where}.image")["width"]
+    if model.get("embed_dim") != width:
+        raise ValueError(f"{where}.project_image=False makes the image tower's pooled features the "
+                         f"embedding, so {where}.embed_dim={model.get('embed_dim')!r} must equal "
+                         f"{where}.image.width={width}: set them equal, or project_image=True.")
+
+
 def build_vit(image: ml_collections.ConfigDict, dtype: str = "float32", **overrides) -> ViT:
     """A ``ViT`` from a config block of its fields (e.g. ``variant="B/16", pool="map"``)."""
     return ViT(**{**image.to_dict(), **overrides}, dtype=compute_dtype(dtype))
@@ -105,6 +120,7 @@ def build_two_tower(model: ml_collections.ConfigDict, loss: str, vocab_size: int
         text_tower=build_text(model.text, vocab_size, pad_id, eos_id, model.dtype),
         embed_dim=model.embed_dim,
         proj_bias=model.get("proj_bias", False),
+        project_image=model.get("project_image", True),
         logit_scale_init=math.log(10.0) if sigmoid else math.log(1 / 0.07),
         logit_bias_init=-10.0 if sigmoid else None,
         dtype=compute_dtype(model.dtype))

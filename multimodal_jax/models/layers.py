@@ -36,6 +36,10 @@ def check_heads(width: int, num_heads: int, where: str) -> None:
 # used), or through jax.nn.dot_product_attention: "xla" (any backend) or "cudnn" (flash
 # attention on NVIDIA GPUs, bfloat16 / float16).
 ATTENTION_IMPLS = ("flax", "xla", "cudnn")
+# Flax's attention, instrumented for explanations (evaluation/explain.py), never a config's
+# choice: each attention's weights and each encoder's input tokens are sown into
+# "intermediates" and pass through a zero "perturbations" variable, whose gradient is theirs.
+EXPLAIN = "explain"
 
 
 def check_attention_impl(impl: str, where: str = "attention_impl") -> None:
@@ -44,8 +48,26 @@ def check_attention_impl(impl: str, where: str = "attention_impl") -> None:
         raise ValueError(f"{where}={impl!r}; choose one of {ATTENTION_IMPLS}.")
 
 
+def recorded(module: nn.Module, name: str, value):
+    """``value`` sown into ``intermediates`` and perturbed (``perturbations``) under ``name``."""
+    value = module.perturb(name, value)
+    module.sow("intermediates", name, value)
+    return value
+
+
+def _explained_attention(query, key, value, bias=None, mask=None, *, dtype=None, module=None,
+                         **_):
+    """Flax's dot-product attention with its weights ``recorded`` as ``"attention"``."""
+    weights = nn.dot_product_attention_weights(query, key, bias, mask, dtype=dtype)
+    if module is not None:
+        weights = recorded(module, "attention", weights)
+    return jnp.einsum("...hqk,...khd->...qhd", weights, value)
+
+
 def attention_fn(impl: str = "flax") -> Callable:
     """The ``attention_fn`` of ``nn.MultiHeadDotProductAttention`` for ``impl``."""
+    if impl == EXPLAIN:
+        return _explained_attention
     check_attention_impl(impl)
     if impl == "flax":
         return nn.dot_product_attention
@@ -107,7 +129,7 @@ class EncoderBlock(nn.Module):
             num_heads=self.num_heads, dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
             attention_fn=attention_fn(self.attention_impl),
-        )(y, y, mask=mask)
+        )(y, y, mask=mask, sow_weights=self.attention_impl == EXPLAIN)
         x = x + y
         y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln_2")(x)
         y = MlpBlock(self.mlp_dim, act=self.act, dtype=self.dtype, name="mlp")(y)
@@ -129,6 +151,8 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask: Optional[jax.Array] = None):
+        if self.attention_impl == EXPLAIN:
+            x = recorded(self, "tokens", x)
         block_cls = EncoderBlock
         if self.remat_policy is not None:
             if self.remat_policy not in REMAT_POLICIES:
@@ -164,7 +188,7 @@ class MAPHead(nn.Module):
             num_heads=self.num_heads, dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(), deterministic=True, name="attn",
             attention_fn=attention_fn(self.attention_impl),
-        )(probe, x, mask=attn_mask)
+        )(probe, x, mask=attn_mask, sow_weights=self.attention_impl == EXPLAIN)
         y = nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="ln")(x)
         x = x + MlpBlock(self.mlp_dim or 4 * width, act=self.act, dtype=self.dtype, name="mlp")(y)
         return x[:, 0]

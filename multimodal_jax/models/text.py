@@ -33,6 +33,7 @@ class TextTransformer(nn.Module):
     num_heads: int = 8
     max_len: int = 77
     causal: bool = True
+    mask_pad: bool = True  # bidirectional: hide pad tokens as keys; False attends to all (SigLIP)
     pool: str = "eos"
     pad_id: int = 0
     eos_id: int = 1
@@ -59,9 +60,12 @@ class TextTransformer(nn.Module):
         return {"tokens": x, "pooled": self._pool(x, tokens)}
 
     def _attention_mask(self, tokens):
-        """Causal mask, or (bidirectional) a mask that hides pad tokens as keys."""
+        """Causal mask, or (bidirectional) a mask that hides pad tokens as keys, or none
+        (``mask_pad=False``: SigLIP pads with its end-of-text id and attends to every position)."""
         if self.causal:
             return nn.make_causal_mask(tokens)
+        if not self.mask_pad:
+            return None
         return nn.make_attention_mask(jnp.ones_like(tokens, bool), tokens != self.pad_id)
 
     def _pool(self, x, tokens):

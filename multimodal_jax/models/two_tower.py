@@ -3,7 +3,9 @@
 ``TwoTower(image_tower=ViT(...), text_tower=TextTransformer(...), embed_dim=512)``. Called with
 ``images`` and/or ``tokens`` it returns L2-normalised ``image_embedding`` / ``text_embedding``
 (``[B, embed_dim]``) and, with both, ``logits = exp(t) * img @ txt.T + b`` (``[B_img, B_txt]``).
-The bias ``b`` exists only with ``logit_bias_init`` set (the sigmoid loss).
+The bias ``b`` exists only with ``logit_bias_init`` set (the sigmoid loss). With
+``project_image=False`` the image tower's pooled features are the embedding (SigLIP: its MAP
+head is the last layer, and ``embed_dim`` is the image width).
 """
 
 import math
@@ -28,13 +30,15 @@ class TwoTower(nn.Module):
     text_tower: nn.Module
     embed_dim: int = 512
     proj_bias: bool = False
+    project_image: bool = True  # False: no img_proj (SigLIP), embed_dim == the image width
     logit_scale_init: float = math.log(1 / 0.07)  # CLIP; SigLIP uses log(10)
     logit_bias_init: Optional[float] = None  # SigLIP uses -10
     dtype: Any = jnp.float32
 
     def setup(self):
-        self.img_proj = nn.Dense(self.embed_dim, use_bias=self.proj_bias, dtype=self.dtype,
-                                 kernel_init=nn.initializers.lecun_normal(), name="img_proj")
+        if self.project_image:
+            self.img_proj = nn.Dense(self.embed_dim, use_bias=self.proj_bias, dtype=self.dtype,
+                                     kernel_init=nn.initializers.lecun_normal(), name="img_proj")
         self.txt_proj = nn.Dense(self.embed_dim, use_bias=self.proj_bias, dtype=self.dtype,
                                  kernel_init=nn.initializers.lecun_normal(), name="txt_proj")
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), ())
@@ -43,7 +47,8 @@ class TwoTower(nn.Module):
 
     def encode_image(self, images):
         """Normalised image embeddings ``[B, embed_dim]``."""
-        return l2_normalize(self.img_proj(self.image_tower(images)["pooled"]))
+        pooled = self.image_tower(images)["pooled"]
+        return l2_normalize(self.img_proj(pooled) if self.project_image else pooled)
 
     def encode_text(self, tokens):
         """Normalised text embeddings ``[B, embed_dim]``."""

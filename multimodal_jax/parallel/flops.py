@@ -64,7 +64,8 @@ def text(model: TextTransformer, length: int) -> float:
 def two_tower(model: TwoTower, image_size: int, length: int) -> float:
     """Forward FLOPs of one image-text pair through both towers and both projections."""
     image_width = model.image_tower.size()["width"]
-    projections = 2 * (image_width + model.text_tower.width) * model.embed_dim
+    projected = (image_width if model.project_image else 0) + model.text_tower.width
+    projections = 2 * projected * model.embed_dim
     return vit(model.image_tower, image_size) + text(model.text_tower, length) + projections
 
 

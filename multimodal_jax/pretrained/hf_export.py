@@ -72,6 +72,9 @@ def clip_differences(model: TwoTower, tokenizer_kind: str) -> list[str]:
         out.append(f"config.model.text.act={text.act!r} has no transformers activation")
     if model.proj_bias:
         out.append("config.model.proj_bias=True: CLIPModel's projections have no bias")
+    if not model.project_image:
+        out.append("config.model.project_image=False: CLIPModel projects the image features "
+                   "(visual_projection)")
     if model.logit_bias_init is not None:
         out.append("config.loss='sigmoid': the model has SigLIP's logit bias, which CLIPModel lacks")
     if tokenizer_kind != "clip_bpe":

@@ -2,10 +2,11 @@
 
 Kinds: ``workdir:DIR`` (the newest checkpoint of one of our runs: a contrastive run's
 ``image_tower``, or a classification run's ViT without its head; a bare path means this),
-``hf_clip:DIR`` / ``openai_clip:FILE`` (published CLIP weights, ``multimodal_jax.pretrained``) and
-``hf_vit:DIR`` (a Hugging Face ViT). The tower's parameters replace the fresh ones of the same
-names; the model config must describe the same architecture (a clear error says which
-parameter disagrees). Learned position embeddings are resized when the image size differs.
+``hf_clip:DIR`` / ``openai_clip:FILE`` (published CLIP weights, ``multimodal_jax.pretrained``),
+``hf_siglip:DIR`` (a Hugging Face SigLIP or SigLIP 2) and ``hf_vit:DIR`` (a Hugging Face ViT).
+The tower's parameters replace the fresh ones of the same names; the model config must describe
+the same architecture (a clear error says which parameter disagrees). Learned position
+embeddings are resized when the image size differs.
 """
 
 import os
@@ -17,11 +18,12 @@ from jax.sharding import SingleDeviceSharding
 
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.pretrained import hf_clip
+from multimodal_jax.pretrained import hf_siglip
 from multimodal_jax.pretrained import hf_vit
 from multimodal_jax.pretrained import openai_clip
 from multimodal_jax.pretrained import weights_files
 
-KINDS = ("workdir", "hf_clip", "openai_clip", "hf_vit")
+KINDS = ("workdir", "hf_clip", "hf_siglip", "openai_clip", "hf_vit")
 # Leaves a tower may carry that a fine-tuned model replaces or does not have.
 DROPPED = ("head", "pooler")
 
@@ -97,8 +99,8 @@ def load_params(spec: str) -> dict:
     kind, path = parse(spec)
     if kind == "workdir":
         return restore_params(path)
-    loader = {"hf_clip": hf_clip.load_hf_clip, "openai_clip": openai_clip.load_openai_clip,
-              "hf_vit": hf_vit.load_hf_vit}[kind]
+    loader = {"hf_clip": hf_clip.load_hf_clip, "hf_siglip": hf_siglip.load_hf_siglip,
+              "openai_clip": openai_clip.load_openai_clip, "hf_vit": hf_vit.load_hf_vit}[kind]
     _, variables = loader(path)
     return variables["params"]
 

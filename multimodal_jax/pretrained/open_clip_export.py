@@ -43,6 +43,8 @@ def differences(model: TwoTower) -> list[str]:
                    "end-of-text token only in a CLIP BPE vocabulary (tokenizer.kind='clip_bpe')")
     if model.proj_bias:
         out.append("config.model.proj_bias=True: open_clip's projections have no bias")
+    if not model.project_image:
+        out.append("config.model.project_image=False: open_clip projects the image features")
     for where, block in (("image", vit.size()), ("text", dict(width=text.width,
                                                              mlp_dim=text.mlp_dim or 4 * text.width))):
         if (block["mlp_dim"] / block["width"]) * block["width"] != block["mlp_dim"]:

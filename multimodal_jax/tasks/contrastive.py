@@ -17,6 +17,7 @@ from flax.training import train_state
 
 from multimodal_jax.data import vocab
 from multimodal_jax.evaluation import contrastive_eval
+from multimodal_jax.evaluation import explain
 from multimodal_jax.evaluation import multilingual
 from multimodal_jax.models import factory
 from multimodal_jax.parallel import accumulate
@@ -152,8 +153,11 @@ class ContrastiveTask(base.Task):
             raise ValueError(f"config.init_towers={towers!r}; choose one of {INIT_TOWERS}: "
                              "'image' starts the image tower from config.init_from, 'all' the "
                              "whole model.")
+        if "model" in config:
+            factory.check_two_tower_block(config.model)
         if "evaluation" in config:
             multilingual.check_config(config)
+            explain.check_config(config)
         chunk_size = config.get("loss_chunk_size", 0)
         if chunk_size and config.loss != "sigmoid":
             raise ValueError(f"config.loss_chunk_size={chunk_size} needs config.loss='sigmoid' "
