@@ -21,11 +21,15 @@ train: setup
 evaluate: setup
 	$(PY) -m train.evaluate --workdir $(WORKDIR)  # the config the run recorded
 
+# One pytest worker per core (at most 4), each test module kept on one worker so that its
+# trained-run fixtures are built once; every worker shares the persistent compilation cache.
+XDIST = -n auto --maxprocesses=4 --dist loadscope
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(XDIST) tests
 
 test-fast: setup  # the inner loop: everything but the end-to-end runs marked slow
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
 lint: setup
 	$(PY) -m ruff check .
