@@ -1,6 +1,6 @@
 """CLIP's byte-level BPE tokenizer, giving the same ids as Hugging Face's ``CLIPTokenizer``.
 
-Same interface as ``multimodal_jax.data.tokenizers`` (it subclasses their ``Tokenizer``).
+Same interface as the other tokenizers (it subclasses ``tokenizer_base.Tokenizer``).
 Reads ``vocab.json`` + ``merges.txt`` (or ``tokenizer.json``) from a Hugging Face directory,
 or OpenAI's ``bpe_simple_vocab_16e6.txt.gz``. Pure Python (stdlib ``re`` and ``unicodedata``):
 the ``\\p{L}`` / ``\\p{N}`` classes of CLIP's word pattern are built from ``unicodedata``.
@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from multimodal_jax.data.tokenizers import Tokenizer
+from multimodal_jax.data.tokenizer_base import Tokenizer
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"

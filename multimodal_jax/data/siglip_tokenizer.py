@@ -4,7 +4,7 @@ Text is canonicalised as SigLIP was trained (lower-cased, ASCII punctuation remo
 white space made one space, stripped), encoded by the folder's ``spiece.model``, and laid out as
 ``ids eos pad...`` with no bos; SigLIP pads with its end-of-text token (``pad_token="</s>"``) to
 ``max_len`` (64 for the published models), which is how ``padding="max_length"`` feeds the model.
-Same interface as ``multimodal_jax.data.tokenizers`` (it subclasses their ``Tokenizer``).
+Same interface as the other tokenizers (it subclasses ``tokenizer_base.Tokenizer``).
 """
 
 import json
@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from multimodal_jax.data import tokenizers
+from multimodal_jax.data import tokenizer_base
 
 MODEL_FILE = "spiece.model"
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -28,7 +28,7 @@ def canonicalize(text: str, lower: bool = True) -> str:
     return re.sub(r"\s+", " ", text.translate(_PUNCTUATION)).strip()
 
 
-class SiglipTokenizer(tokenizers.Tokenizer):
+class SiglipTokenizer(tokenizer_base.Tokenizer):
     """``spiece.model`` (a file, or the folder holding it, with its ``tokenizer_config.json``);
     ``vocab_size``, if larger than the file's pieces, is the text model's embedding rows."""
 
@@ -36,7 +36,7 @@ class SiglipTokenizer(tokenizers.Tokenizer):
         path = os.fspath(path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         self.model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
-        self._sp = tokenizers.load_sentencepiece(self.model_path)
+        self._sp = tokenizer_base.load_sentencepiece(self.model_path)
         settings = _read_settings(folder)
         self.lower = bool(settings.get("do_lower_case", True))
         self.eos_id = self._piece_id(_token(settings.get("eos_token"), "</s>"), "eos_token")
@@ -58,7 +58,7 @@ class SiglipTokenizer(tokenizers.Tokenizer):
 
     def _tf_ids(self, text):
         def ids(t):  # t: a 0-d numpy array of bytes
-            return np.asarray(self._ids([tokenizers.as_str(np.asarray(t).item())])[0], np.int32)
+            return np.asarray(self._ids([tokenizer_base.as_str(np.asarray(t).item())])[0], np.int32)
 
         out = tf.numpy_function(ids, [text], tf.int32, stateful=False)
         return tf.ensure_shape(out, [None])
