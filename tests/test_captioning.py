@@ -5,7 +5,6 @@ and a run on the built-in dataset end to end with ``train.evaluate``'s metrics."
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -28,19 +27,7 @@ class BosTokenizer(tiny.FakeTokenizer):
     bos_id = 2
 
 
-def tiny_config(**overrides):
-    """A captioner whose tower is shaped like ``clip_run``'s, on 16 px."""
-    config = caption_shapes.get_config()
-    config.init_from, config.lock_image_tower = "", False
-    config.prerequisites = ml_collections.ConfigDict()  # no clip_shapes run trained first
-    config.total_steps, config.batch_size = 10, 16
-    config.data.image_size = 16
-    config.tokenizer.max_len = 8
-    config.model.image.update(width=32, depth=1, mlp_dim=64, num_heads=2, patch_size=4)
-    config.model.decoder.update(width=32, depth=1, mlp_dim=64, num_heads=2, max_len=12)
-    config.optim.warmup_steps = 0
-    config.update(overrides)
-    return config
+tiny_config = tiny.tiny_captioning_config
 
 
 def _batch(config, seed, tokenizer=tiny.FakeTokenizer, pad_to=8):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from multimodal_jax import tasks
-from multimodal_jax.configs import vit_shapes
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.pretrained import init_from
@@ -23,19 +22,10 @@ from multimodal_jax.tasks import contrastive
 from multimodal_jax.tasks import optim
 from tests import tiny
 
-NUM_CLASSES = 10
+NUM_CLASSES = tiny.NUM_CLASSES
 
 
-def tiny_config(**overrides):
-    """A two-block ViT on 16 px images, shaped like the tower of ``tiny.tiny_contrastive_config``."""
-    config = vit_shapes.get_config()
-    config.num_classes = NUM_CLASSES
-    config.total_steps, config.batch_size = 10, 16
-    config.data.image_size = 16
-    config.model.image.update(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=4)
-    config.optim.warmup_steps = 2
-    config.update(overrides)
-    return config
+tiny_config = tiny.tiny_classification_config
 
 
 def _run(config, driver_name, devices, steps=3, state=None):
@@ -208,7 +198,7 @@ def test_init_from_hf_clip_gives_the_reference_features(tmp_path):
     """``init_from="hf_clip:DIR"``: our ViT's pooled features equal transformers' CLIP vision
     pooler output, so a published tower fine-tunes as it was trained."""
     torch = pytest.importorskip("torch")
-    from tests.test_convert_clip import perturbed_clip  # noqa: PLC0415 - needs torch
+    from tests.hf_clip_reference import perturbed_clip  # noqa: PLC0415 - needs torch
     vision = dict(hidden_size=32, intermediate_size=96, num_hidden_layers=2,
                   num_attention_heads=4, image_size=32, patch_size=8)
     reference = perturbed_clip(dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -18,7 +18,7 @@ from multimodal_jax.evaluation import classification_eval
 from multimodal_jax.parallel import drivers
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.tasks import classification
-from tests import test_classification
+from tests import tiny
 
 
 def _mock(num_examples=24):
@@ -27,7 +27,7 @@ def _mock(num_examples=24):
 
 
 def _config(name: str, num_classes: int):
-    config = test_classification.tiny_config(num_classes=num_classes, label_smoothing=0.1)
+    config = tiny.tiny_classification_config(num_classes=num_classes, label_smoothing=0.1)
     config.data.update(name=name, train_filter=None, augment="inception_crop", flip=True,
                        crop_area_min=0.3, shuffle_buffer=32, mean=datasets.CLIP_MEAN,
                        std=datasets.CLIP_STD)

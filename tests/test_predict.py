@@ -23,7 +23,6 @@ from multimodal_jax.tasks import adversarial
 from tests import env as test_env
 from tests import tiny
 from tests import tiny_gan
-from tests.test_captioning import tiny_config as tiny_caption_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOWN = 12  # test images written as files
@@ -150,7 +149,7 @@ def test_predict_zeroshot_retrieve_and_embed_commands(clip_run, image_dir, tmp_p
 
 @pytest.fixture(scope="module")
 def caption_run(shapes_data_dir, tmp_path_factory):
-    config = _short(tiny_caption_config())
+    config = _short(tiny.tiny_captioning_config())
     config.data.update(name="captioned_shapes/tiny", data_dir=shapes_data_dir, shuffle_buffer=256)
     config.tokenizer.max_len = config.model.decoder.max_len = 16
     config.evaluation.update(batch_size=64, splits=("test",), zeroshot_splits=())

@@ -16,7 +16,7 @@ from multimodal_jax.pretrained import load_hf_clip
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.tasks import contrastive
-from tests import test_convert_clip as hf
+from tests import hf_clip_reference as hf
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz."
 

@@ -20,8 +20,8 @@ from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import evaluate_checkpoint
 from multimodal_jax.runtime import loop
 from multimodal_jax.tasks import contrastive
-from tests import test_convert_clip as clip_test
-from tests import test_convert_siglip as hf
+from tests import hf_clip_reference as clip_test
+from tests import hf_siglip_reference as hf
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax.training import train_state
 
 from multimodal_jax import tasks
 from multimodal_jax.parallel import drivers
@@ -29,15 +28,7 @@ from multimodal_jax.tasks import contrastive
 from tests import env as test_env
 from tests import tiny
 
-
-class State(train_state.TrainState):
-    """A small train state: two parameters and Adam's moments."""
-
-
-def _state(value: float = 1.0, step: int = 0, width: int = 3):
-    params = {"w": jnp.full((4, width), value), "b": jnp.arange(width, dtype=jnp.float32) * value}
-    state = State.create(apply_fn=None, params=params, tx=optax.adam(0.1)).replace(step=step)
-    return jax.device_put(state, mesh_lib.replicated(mesh_lib.data_mesh()))
+_state = tiny.small_train_state
 
 
 def _saved(directory, steps=(1, 2, 3)) -> checkpoint.Checkpointer:

@@ -18,7 +18,6 @@ from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import workdir_lock
 from multimodal_jax.runtime import write_failures
 from tests import tiny
-from tests.test_reliability import _state
 
 ORBAX_TEXT = ('OUT_OF_RANGE: Error writing "opt_state.1.0.mu.scale/0" in OCDBT database at local '
               'file "/w/checkpoints/6.orbax-checkpoint-tmp/default/ocdbt.process_0/": Failed writing: '
@@ -65,14 +64,14 @@ def _size_limited(limit: int):
 def test_a_save_under_a_file_size_limit_fails_clearly_and_keeps_the_previous_one(tmp_path, max_to_keep):
     directory = str(tmp_path / "checkpoints")
     ckpt = checkpoint.Checkpointer(directory, max_to_keep)
-    ckpt.save(_state(1.0, 1))
+    ckpt.save(tiny.small_train_state(1.0, 1))
     ckpt.wait()
-    ckpt.save(_state(2.0, 2))  # (everything this save runs is compiled now)
+    ckpt.save(tiny.small_train_state(2.0, 2))  # (everything this save runs is compiled now)
     ckpt.wait()
     previous = _size_limited(64)
     try:
         with pytest.raises(write_failures.WriteFailed) as error:
-            ckpt.save(_state(3.0, 3))
+            ckpt.save(tiny.small_train_state(3.0, 3))
             ckpt.wait()
         with contextlib.suppress(write_failures.WriteFailed):  # (the same failure, again)
             ckpt.close()  # the save's other threads end under the limit too, as in a run
@@ -83,7 +82,7 @@ def test_a_save_under_a_file_size_limit_fails_clearly_and_keeps_the_previous_one
     kept = [n for n in os.listdir(directory) if n.isdigit()]
     assert sorted(kept) == (["2"] if max_to_keep == 1 else ["1", "2"])
     reader = checkpoint.Checkpointer(directory, read_only=True)
-    state = reader.restore(_state())
+    state = reader.restore(tiny.small_train_state())
     reader.close()
     assert int(state.step) == 2
     np.testing.assert_array_equal(state.params["w"], 2.0)

@@ -1,9 +1,16 @@
 """Tiny configs and fake data shared by the tests (small enough for 2 CPU cores)."""
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
+from flax.training import train_state
 
+from multimodal_jax.configs import caption_shapes
 from multimodal_jax.configs import clip_shapes
 from multimodal_jax.configs import vit_shapes
+from multimodal_jax.parallel import mesh as mesh_lib
 
 
 class FakeTokenizer:
@@ -65,3 +72,45 @@ def tiny_classifier_config(data_dir: str):
     config.optim.warmup_steps = 1
     config.evaluation.batch_size = 64
     return config
+
+
+NUM_CLASSES = 10
+
+
+def tiny_classification_config(**overrides):
+    """A two-block ViT on 16 px images, shaped like the tower of ``tiny.tiny_contrastive_config``."""
+    config = vit_shapes.get_config()
+    config.num_classes = NUM_CLASSES
+    config.total_steps, config.batch_size = 10, 16
+    config.data.image_size = 16
+    config.model.image.update(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=4)
+    config.optim.warmup_steps = 2
+    config.update(overrides)
+    return config
+
+
+def tiny_captioning_config(**overrides):
+    """A captioner whose tower is shaped like ``clip_run``'s, on 16 px."""
+    config = caption_shapes.get_config()
+    config.init_from, config.lock_image_tower = "", False
+    config.prerequisites = ml_collections.ConfigDict()  # no clip_shapes run trained first
+    config.total_steps, config.batch_size = 10, 16
+    config.data.image_size = 16
+    config.tokenizer.max_len = 8
+    config.model.image.update(width=32, depth=1, mlp_dim=64, num_heads=2, patch_size=4)
+    config.model.decoder.update(width=32, depth=1, mlp_dim=64, num_heads=2, max_len=12)
+    config.optim.warmup_steps = 0
+    config.update(overrides)
+    return config
+
+
+class SmallState(train_state.TrainState):
+    """A small train state: two parameters and Adam's moments."""
+
+
+def small_train_state(value: float = 1.0, step: int = 0, width: int = 3):
+    """Two parameters (w [4, width], b [width]) scaled by ``value``, with Adam's moments,
+    replicated over the devices: a checkpoint small enough to save many times in a test."""
+    params = {"w": jnp.full((4, width), value), "b": jnp.arange(width, dtype=jnp.float32) * value}
+    state = SmallState.create(apply_fn=None, params=params, tx=optax.adam(0.1)).replace(step=step)
+    return jax.device_put(state, mesh_lib.replicated(mesh_lib.data_mesh()))
