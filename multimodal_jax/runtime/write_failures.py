@@ -15,6 +15,7 @@ import resource
 import shutil
 from typing import Optional
 
+from multimodal_jax import paths
 from multimodal_jax import workdir as workdir_lib
 
 # Errors that only a write can give: any OSError with one of these is a failed write.
@@ -94,7 +95,10 @@ def _size(n: float) -> str:
 
 def free_space(path: str) -> str:
     """``"2.1 GiB free of 50.0 GiB (and 1,204 free inodes) on the file system of PATH"``, or
-    why it cannot be read."""
+    why it cannot be read; for a bucket, that it has no free space of its own."""
+    if paths.is_url(path):
+        return (f"{path} is in a bucket, which has no free space of its own to report (its "
+                "project's quota and the bucket's permissions decide what may be written)")
     where = os.path.abspath(path)
     while not os.path.exists(where) and os.path.dirname(where) != where:
         where = os.path.dirname(where)
