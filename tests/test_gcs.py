@@ -23,7 +23,10 @@ import pytest
 from multimodal_jax import paths
 from multimodal_jax import run_files
 from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.data import datasets
+from multimodal_jax.data import tfrecord_shards
 from multimodal_jax.runtime import bucket_lock
+from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
 from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import metrics_writer
@@ -169,6 +172,12 @@ def test_a_bucket_step_counts_once_orbax_wrote_its_commit_mark(gcs_emulator, tmp
     paths.write_whole(f"{workdir}/checkpoints/3/{workdir_lib.COMMIT_SUCCESS}", b"")
     assert workdir_lib.saved_steps(workdir) == [3]
     assert workdir_lib.latest_step(workdir) == 3
+    reader = checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), read_only=True)
+    assert reader.all_steps() == [3] and paths.as_path(f"{workdir}/checkpoints/6").exists()
+    reader.close()  # a reader leaves the cut-short save alone (it may be a save in flight) ...
+    checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir)).close()
+    assert not paths.as_path(f"{workdir}/checkpoints/6").exists()  # ... a writer deletes it
+    assert workdir_lib.saved_steps(workdir) == [3]
     local = tmp_path / "run" / "checkpoints" / "3" / "default"
     local.mkdir(parents=True)
     assert workdir_lib.saved_steps(str(tmp_path / "run")) == [3]  # unchanged locally
@@ -208,3 +217,29 @@ def test_a_run_in_a_bucket_resumes_bitwise_and_evaluates(gcs_emulator, shapes_da
     assert evaluated["step"] == 6
     for key in ("zeroshot/test/top1", "retrieval/test/i2t_r1"):
         assert evaluated[key] == trained[key]  # the same parameters, the same numbers
+
+
+def _copy_into_bucket(local: str, url: str) -> None:
+    for root, _, names in os.walk(local):
+        for name in names:
+            source = os.path.join(root, name)
+            with open(source, "rb") as f:
+                paths.write_whole(f"{url}/{os.path.relpath(source, local)}", f.read())
+
+
+def test_a_data_dir_in_a_bucket_is_checked_and_described(gcs_emulator, shapes_data_dir):
+    """``data.data_dir=gs://...``: TFDS reads the dataset's info and our checks stat its shards
+    through ``etils.epath`` (here gcsfs), so a shard cut short in the bucket is found before a
+    run. (Its records are then read by ``tf.data`` through TensorFlow's own GCS client, which
+    cannot be pointed at the emulator: not reached here.)"""
+    url = _url("tfds")
+    _copy_into_bucket(shapes_data_dir, url)
+    config = tiny.tiny_shapes_config(url)
+    datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
+    builder = datasets.builder(config.data)
+    assert os.fspath(builder.data_dir).startswith(f"{url}/captioned_shapes/tiny/")
+    assert builder.info.splits["train"].num_examples == 512
+    shard = next(p for p in paths.as_path(builder.data_dir).iterdir() if "-train.tfrecord-" in p.name)
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(tfrecord_shards.DamagedShard, match=shard.name):
+        datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
