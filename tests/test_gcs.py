@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import pytest
 
+from multimodal_jax import inference
 from multimodal_jax import paths
 from multimodal_jax import run_files
 from multimodal_jax import workdir as workdir_lib
@@ -187,7 +188,8 @@ def test_a_bucket_step_counts_once_orbax_wrote_its_commit_mark(gcs_emulator, tmp
 def test_a_run_in_a_bucket_resumes_bitwise_and_evaluates(gcs_emulator, shapes_data_dir, tmp_path):
     """A tiny run trained into ``gs://bucket/run``, stopped at step 3 and resumed, ends with the
     parameters of the same run trained straight through on local disk; ``train.evaluate
-    --workdir gs://bucket/run`` (no --config: the recorded one) reads it back."""
+    --workdir gs://bucket/run`` (no --config: the recorded one) reads it back, and
+    ``train.predict embed`` writes its embeddings into the bucket."""
     config = tiny.tiny_shapes_config(shapes_data_dir)
     straight, workdir = str(tmp_path / "straight"), _url("run")
     trained = loop.train_and_evaluate(config, straight)
@@ -217,6 +219,19 @@ def test_a_run_in_a_bucket_resumes_bitwise_and_evaluates(gcs_emulator, shapes_da
     assert evaluated["step"] == 6
     for key in ("zeroshot/test/top1", "retrieval/test/i2t_r1"):
         assert evaluated[key] == trained[key]  # the same parameters, the same numbers
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a red circle\na blue square\n")
+    out = _url("out/texts.npy")
+    result = subprocess.run([sys.executable, "-m", "train.predict", "embed", "--workdir", workdir,
+                             "--texts", str(texts), "--out", out], cwd=ROOT,
+                            env=test_env.with_devices(1), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with paths.as_path(out).open("rb") as f:
+        embedded = np.load(f)
+    rows = json.loads(paths.as_path(_url("out/texts.rows.json")).read_text())["rows"]
+    assert rows == ["a red circle", "a blue square"]
+    np.testing.assert_allclose(embedded, inference.load(workdir).embed_texts(rows), atol=1e-6)
 
 
 def _copy_into_bucket(local: str, url: str) -> None:
