@@ -47,5 +47,5 @@ def gcs_emulator(tmp_path_factory):
         yield emulator
     finally:
         patch.undo()
-        fsspec.config.conf.get("gcs", {}).pop("token", None)
+        fsspec.config.conf.pop("gcs", None)
         emulator.stop()

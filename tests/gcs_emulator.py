@@ -6,9 +6,11 @@ Which client reaches the emulator, and how:
 
 - ``google-cloud-storage`` (the bucket lock): ``STORAGE_EMULATOR_HOST``, anonymous credentials
   (the client picks them itself when that variable is set);
-- ``gcsfs`` (``etils.epath``'s fsspec backend): ``STORAGE_EMULATOR_HOST`` and the anonymous
-  token (``FSSPEC_GCS_TOKEN=anon``); ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` keeps it from
-  asking the Storage Control API (gRPC, 60 s time-outs) what kind of bucket it is;
+- ``gcsfs`` (``etils.epath``'s fsspec backend): ``STORAGE_EMULATOR_HOST``, the anonymous token
+  and no listings cache (``FSSPEC_GCS``: a cached listing does not see what another client or
+  process wrote since, e.g. Orbax deleting a save cut short); ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=
+  false`` keeps it from asking the Storage Control API (gRPC, 60 s time-outs) what kind of
+  bucket it is;
 - TensorStore (Orbax's array writes): ``TENSORSTORE_GCS_HTTP_URL`` and a fixed bearer token
   (``GOOGLE_AUTH_TOKEN_FOR_TESTING``), which the emulator does not check;
 - TensorFlow's own GCS file system (``tf.io.gfile``, which ``etils.epath`` uses for ``gs://``
@@ -26,6 +28,7 @@ emulator ignores preconditions (``ifGenerationMatch``), so a create-if-absent ra
 exercised by these tests.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -48,7 +51,8 @@ def free_port() -> int:
 def environment(port: int) -> dict[str, str]:
     """The variables that point every client of ours at the emulator on ``port``."""
     url = f"http://localhost:{port}"
-    return {"STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false", "FSSPEC_GCS_TOKEN": "anon",
+    gcsfs = json.dumps({"token": "anon", "use_listings_cache": False})
+    return {"STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false", "FSSPEC_GCS": gcsfs,
             "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false", "TENSORSTORE_GCS_HTTP_URL": url,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator", "GOOGLE_CLOUD_PROJECT": "test"}
 

@@ -65,6 +65,17 @@ def test_whole_writes_and_appends_keep_every_line(gcs_emulator, tmp_path, where)
     assert [p.name for p in paths.as_path(os.path.dirname(path)).iterdir()] == ["lines.txt"]
 
 
+def test_a_folder_in_a_bucket_is_moved_object_by_object(gcs_emulator):
+    """How a damaged step is set aside in a bucket (``<step>.damaged``): copies, then deletes."""
+    source, target = _url("move/3"), _url("move/3.damaged")
+    paths.write_whole(f"{source}/commit_success.txt", b"")
+    paths.write_whole(f"{source}/default/d/abc", b"bytes of an array")
+    paths.move_tree(source, target)
+    assert sorted(str(p) for p in paths.files_under(_url("move"))) == [
+        f"{target}/commit_success.txt", f"{target}/default/d/abc"]
+    assert paths.as_path(f"{target}/default/d/abc").read_bytes() == b"bytes of an array"
+
+
 def test_a_missing_bucket_is_one_clear_error_before_anything_runs(gcs_emulator, shapes_data_dir):
     config = tiny.tiny_shapes_config(shapes_data_dir)
     with pytest.raises(config_checks.ConfigError) as info:
@@ -173,11 +184,14 @@ def test_a_bucket_step_counts_once_orbax_wrote_its_commit_mark(gcs_emulator, tmp
     paths.write_whole(f"{workdir}/checkpoints/3/{workdir_lib.COMMIT_SUCCESS}", b"")
     assert workdir_lib.saved_steps(workdir) == [3]
     assert workdir_lib.latest_step(workdir) == 3
+    def step_folders():
+        return sorted({str(p).split("/checkpoints/")[1].split("/")[0] for p in paths.files_under(workdir)})
+
     reader = checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), read_only=True)
-    assert reader.all_steps() == [3] and paths.as_path(f"{workdir}/checkpoints/6").exists()
+    assert reader.all_steps() == [3] and step_folders() == ["3", "6", "6.damaged"]
     reader.close()  # a reader leaves the cut-short save alone (it may be a save in flight) ...
     checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir)).close()
-    assert not paths.as_path(f"{workdir}/checkpoints/6").exists()  # ... a writer deletes it
+    assert step_folders() == ["3", "6.damaged"]  # ... a writer's Orbax deletes it
     assert workdir_lib.saved_steps(workdir) == [3]
     local = tmp_path / "run" / "checkpoints" / "3" / "default"
     local.mkdir(parents=True)

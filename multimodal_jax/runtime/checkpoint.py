@@ -8,8 +8,8 @@ renames it when complete, so a process killed mid-save (``kill -9``) leaves only
 folder, which listings ignore and the next run deletes (``cleanup_tmp_directories``). In a
 bucket (``gs://``, no atomic rename) Orbax writes ``<step>/`` in place and ``commit_success.txt``
 into it last: a step folder without that file is not finished (``workdir.is_finished_step``),
-is never restored, and the next training run deletes it (``_remove_unfinished``; Orbax does not),
-as Orbax deletes a temporary folder locally.
+is never restored, and the next training run's Orbax deletes it (``cleanup_tmp_directories``),
+as it deletes a temporary folder locally.
 Damage: each save records a fingerprint of its values (a wrapping integer sum of every
 leaf's bits, the same on any device layout) in the step's metadata. Restoring walks back from
 the newest step; one that cannot be read (a truncated or deleted file) or whose values do not
@@ -117,23 +117,6 @@ class Checkpointer:
             enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_handlers=ocp.StandardCheckpointHandler())
-        if not read_only and paths.is_gcs(self.directory):
-            self._remove_unfinished()
-
-    def _remove_unfinished(self) -> None:
-        """Deletes the step folders in a bucket whose save never wrote its commit mark (cut
-        short), as Orbax deletes temporary folders locally (process 0; the others wait): a
-        later save of the same step must not find them in its way."""
-        unfinished = [step for step in self.manager.all_steps() if not self._finished(step)]
-        if jax.process_index() == 0:
-            for step in unfinished:
-                log.warning("The checkpoint at step %d in %s was cut short (it has no %s); it is "
-                            "deleted.", step, self.directory, workdir_lib.COMMIT_SUCCESS)
-                paths.as_path(os.path.join(self.directory, str(step))).rmtree()
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_devices("unfinished checkpoints removed")
-        if unfinished:
-            self.manager.reload()
 
     def all_steps(self) -> list[int]:
         """The finished steps (in a bucket: those whose save wrote its commit mark)."""
