@@ -118,6 +118,19 @@ def test_the_bucket_lock_refuses_a_second_holder_and_names_the_first(gcs_emulato
     assert not paths.as_path(f"{workdir}/{workdir_lock.LOCK}").exists()  # released
 
 
+def test_a_bucket_workdir_deleted_under_the_run_is_found_gone(gcs_emulator):
+    """Before each save the run reads its lock object: deleted with the workdir (``gcloud
+    storage rm -r``), the run stops with ``WorkdirGone`` (exit 4), and so does a write error."""
+    workdir = _url("deleted")
+    with workdir_lock.hold(workdir):
+        paths.write_whole(f"{workdir}/metrics.jsonl", b"{}\n")
+        paths.as_path(workdir).rmtree()
+        with pytest.raises(workdir_lock.WorkdirGone, match="it no longer exists"):
+            workdir_lock.check_still_held(workdir)
+        gone = loop._write_failure(FileNotFoundError(f"{workdir}/metrics.jsonl"), workdir)
+        assert isinstance(gone, workdir_lock.WorkdirGone)
+
+
 def _write_lock(workdir: str, **holder) -> None:
     record = {"host": socket.gethostname(), "started": "2026-12-01T00:00:00+00:00", **holder}
     paths.write_whole(f"{workdir}/{workdir_lock.LOCK}", json.dumps(record).encode())
