@@ -33,6 +33,7 @@ from multimodal_jax.runtime import loop
 from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime import workdir_lock
+from multimodal_jax.runtime import write_failures
 from tests import env as test_env
 from tests import runs
 from tests import tiny
@@ -129,6 +130,25 @@ def test_a_bucket_workdir_deleted_under_the_run_is_found_gone(gcs_emulator):
             workdir_lock.check_still_held(workdir)
         gone = loop._write_failure(FileNotFoundError(f"{workdir}/metrics.jsonl"), workdir)
         assert isinstance(gone, workdir_lock.WorkdirGone)
+
+
+def test_a_write_the_bucket_refuses_mid_run_is_a_write_failure(gcs_emulator):
+    """A 403 from the bucket mid-run (the run's credentials lost the right to write) ends as a
+    write failure (exit 4), as a full disk does; the error is the one gcsfs raises for it (the
+    emulator checks no permissions)."""
+    from gcsfs import retry  # noqa: PLC0415 - only here
+
+    workdir = _url("refused")
+    with pytest.raises(OSError) as info:
+        retry.validate_response(403, b'{"error": {"message": "no storage.objects.create access"}}',
+                                "bucket/refused/metrics.jsonl")
+    with workdir_lock.hold(workdir):
+        failure = loop._write_failure(info.value, workdir)
+        assert isinstance(failure, write_failures.WriteFailed)
+        assert str(failure).startswith(f"Writing a file of the run failed: Permission denied "
+                                       f"(EACCES), writing {workdir}. The run stopped. Permission "
+                                       "was denied: make the workdir writable by this user."), failure
+        assert loop._write_failure(ValueError("a bad value"), workdir) is None  # not a fault
 
 
 def _write_lock(workdir: str, **holder) -> None:

@@ -96,8 +96,15 @@ class BucketLock:
             "Evaluating (train.evaluate) needs no lock.")
 
     def names_this_process(self) -> bool:
-        """Whether the lock object still names this process (the workdir was not deleted)."""
-        holder, _ = self.read()
+        """Whether the lock object still names this process (the workdir was not deleted); a
+        lock that cannot be read now (permission lost) counts as held: the failed write that
+        follows says what went wrong, not a deletion that did not happen."""
+        from google.api_core import exceptions  # noqa: PLC0415 - with the client
+
+        try:
+            holder, _ = self.read()
+        except exceptions.Forbidden:
+            return True
         return holders.is_this_process(holder)
 
     def release(self) -> None:

@@ -81,6 +81,21 @@ def is_write_failure(error: BaseException) -> bool:
     return cause_of(error).errno in WRITE_ERRNOS
 
 
+def bucket_refusal(error: BaseException, workdir: str) -> Optional[Cause]:
+    """Why a bucket refused a write of the run in ``workdir`` (HTTP 403: gcsfs raises
+    ``OSError("Forbidden: ...")``, TensorFlow ``PermissionDeniedError``, TensorStore a
+    ``PERMISSION_DENIED`` status), as a permission failure; None for anything else or a local
+    workdir."""
+    if not paths.is_url(workdir):
+        return None
+    for e in _chain(error):
+        text = str(e)
+        if (isinstance(e, OSError) and text.startswith("Forbidden:")) or \
+                type(e).__name__ == "PermissionDeniedError" or "PERMISSION_DENIED" in text:
+            return Cause(errno.EACCES, None, _first_line(e))
+    return None
+
+
 def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:400]}"
 
