@@ -140,9 +140,8 @@ def _write_failure(error: Exception, workdir: str) -> Exception | None:
     elif write_failures.is_write_failure(error):
         failure = write_failures.WriteFailed("a file of the run", workdir,
                                              write_failures.cause_of(error))
-    elif write_failures.bucket_refusal(error, workdir) is not None:  # (a bucket's 403)
-        failure = write_failures.WriteFailed("a file of the run", workdir,
-                                             write_failures.bucket_refusal(error, workdir))
+    elif (refused := write_failures.bucket_refusal(error, workdir)) is not None:  # (HTTP 403)
+        failure = write_failures.WriteFailed("a file of the run", workdir, refused)
     else:
         return None
     return failure.keeping(workdir)
