@@ -18,21 +18,22 @@ simply recorded again (nothing was trained with the old one); once it holds some
 file is an error whose message says what was recorded, what is there now and ``advice`` (how
 to restore it). Checkpoints carry their own fingerprints (``runtime/checkpoint.py``).
 
-The record is written before the file (each atomically: a temporary file, then a rename), so a
-process killed in between leaves a record without its file, never a file without its record;
-a file being replaced is recorded with both fingerprints until the new one is in place.
-Paths go through ``etils.epath`` and work on a bucket as well.
+The record is written before the file (each whole: locally a temporary file, then a rename; in
+a bucket one upload, ``paths.write_whole``), so a process killed in between leaves a record
+without its file, never a file without its record; a file being replaced is recorded with both
+fingerprints until the new one is in place. Paths go through ``paths.py`` (``etils.epath``)
+and work on a bucket as well.
 """
 
 import datetime
 import hashlib
 import json
 import logging
-import os
 from typing import Optional
 
 from etils import epath
 
+from multimodal_jax import paths
 from multimodal_jax import workdir as workdir_lib
 
 log = logging.getLogger(__name__)
@@ -77,19 +78,6 @@ def recorded(workdir, name: str) -> Optional[dict]:
     return _entries(workdir).get(name)
 
 
-def _atomic_write(path: epath.Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{path.name}.tmp-{os.getpid()}"
-    try:
-        temporary.write_bytes(data)
-    except OSError as error:  # a failed write names no file: name it (a full disk's error says where)
-        if error.filename is not None or not error.errno:
-            raise
-        raise OSError(error.errno, error.strerror, os.fspath(temporary)) from error
-    temporary.replace(path)
-
-
 def record(workdir, name: str, data: bytes, previous: Optional[dict] = None) -> None:
     """Records ``data`` as the bytes of ``workdir/name`` (the file itself is not written);
     ``previous``: a fingerprint the file may still have, while it is being replaced."""
@@ -99,7 +87,7 @@ def record(workdir, name: str, data: bytes, previous: Optional[dict] = None) -> 
     if previous is not None:
         entries[name]["previous"] = {"sha256": previous["sha256"], "bytes": previous["bytes"]}
     text = json.dumps({"format": FORMAT, "files": entries}, indent=1, sort_keys=True) + "\n"
-    _atomic_write(_manifest_path(workdir), text.encode())
+    paths.write_whole(_manifest_path(workdir), text.encode())
 
 
 def write(workdir, name: str, data: bytes, advice: str = "", replaces: bool = False) -> None:
@@ -111,11 +99,11 @@ def write(workdir, name: str, data: bytes, advice: str = "", replaces: bool = Fa
     if not replaces:
         _check(workdir, name, data, advice)
         record(workdir, name, data)
-        _atomic_write(epath.Path(workdir) / name, data)
+        paths.write_whole(epath.Path(workdir) / name, data)
         return
     before = recorded(workdir, name)
     record(workdir, name, data, previous=before)
-    _atomic_write(epath.Path(workdir) / name, data)
+    paths.write_whole(epath.Path(workdir) / name, data)
     if before is not None:
         record(workdir, name, data)
 

@@ -12,13 +12,18 @@
     WORKDIR/pictures/             PNG figures of evaluations
     WORKDIR/<name>/               a prerequisite run trained for this one
 
-A finished checkpoint is a step folder named by its number: Orbax writes each save under a
-temporary name and renames it when complete, and damaged steps are renamed
-``<step>.damaged``, so neither counts.
+A workdir is a local folder or a bucket (``gs://bucket/run``): every path goes through
+``paths.py``. A finished checkpoint is a step folder named by its number: locally Orbax writes
+each save under a temporary name and renames it when complete; in a bucket (no atomic rename)
+it writes the step folder in place and marks it finished with ``commit_success.txt`` last, so
+there a numbered folder without that file is a save in flight or cut short. Damaged steps are
+renamed ``<step>.damaged``. Neither counts.
 """
 
 import os
 import tempfile
+
+from multimodal_jax import paths
 
 CHECKPOINTS = "checkpoints"
 TOKENIZER = "tokenizer.model"
@@ -28,18 +33,30 @@ COMMANDS = "commands.jsonl"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
 PICTURES = "pictures"
+COMMIT_SUCCESS = "commit_success.txt"  # Orbax's mark of a finished step where it cannot rename
 
 
 def checkpoint_dir(workdir: str) -> str:
     """The folder of ``workdir``'s checkpoints (absolute: Orbax requires it)."""
-    return os.path.join(os.path.abspath(workdir), CHECKPOINTS)
+    return os.path.join(paths.absolute(workdir), CHECKPOINTS)
+
+
+def is_finished_step(step_dir) -> bool:
+    """Whether a numbered step folder holds a complete save: always locally (Orbax renamed it
+    into place), only with ``commit_success.txt`` in a bucket (written last)."""
+    return not paths.is_gcs(step_dir) or (paths.as_path(step_dir) / COMMIT_SUCCESS).exists()
 
 
 def saved_steps(workdir: str) -> list[int]:
     """The finished checkpoint steps of ``workdir``, oldest first (none: ``[]``)."""
     directory = checkpoint_dir(workdir)
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    return sorted(int(name) for name in names if name.isdigit())
+    if not paths.is_url(directory):
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        return sorted(int(name) for name in names if name.isdigit())
+    folder = paths.as_path(directory)
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return sorted(int(name) for name in names
+                  if name.isdigit() and is_finished_step(f"{directory}/{name}"))
 
 
 def latest_step(workdir: str) -> int | None:
@@ -50,21 +67,22 @@ def latest_step(workdir: str) -> int | None:
 def picture_path(workdir: str, name: str) -> str:
     """``WORKDIR/pictures/<name>.png``, its folder made."""
     directory = os.path.join(workdir, PICTURES)
-    os.makedirs(directory, exist_ok=True)
+    paths.as_path(directory).mkdir(parents=True, exist_ok=True)
     return os.path.join(directory, f"{name}.png")
 
 
 def check_writable(workdir: str) -> None:
     """``ValueError`` unless ``workdir`` is a folder, or can become one, that this process can
     write (probed with a nameless temporary file: permission bits alone do not tell, e.g. for
-    root)."""
+    root); a bucket is probed with a tiny object written and deleted."""
     if not workdir:
         raise ValueError("The workdir is empty: pass --workdir DIR.")
-    if "://" in workdir:
-        raise ValueError(
-            f"The workdir {workdir!r} is a URL; checkpoints, metrics and pictures are written "
-            "through the file system, so give a path on a file system every host mounts (e.g. "
-            "a GCS bucket through gcsfuse at /mnt/shared, or NFS).")
+    if paths.is_url(workdir):
+        if not paths.is_gcs(workdir):
+            raise ValueError(f"The workdir {workdir!r} is a URL of a kind this package does not "
+                             "write to: give a local path or a Cloud Storage bucket (gs://BUCKET/DIR).")
+        paths.probe_writable(workdir)
+        return
     parent = os.path.abspath(workdir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)

@@ -28,3 +28,24 @@ def shapes_data_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
     shapes_builder.prepare_shapes("tiny", str(data_dir))
     return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """A Cloud Storage emulator on a free localhost port, with its own storage folder and the
+    bucket ``gs://bucket``; every client of this process and of the processes it starts is
+    pointed at it (``tests/gcs_emulator.py`` says how) for the session, then it is stopped."""
+    import fsspec  # noqa: PLC0415 - only the tests that use a bucket
+
+    from tests import gcs_emulator  # noqa: PLC0415 - after XLA_FLAGS above
+    emulator = gcs_emulator.Emulator(str(tmp_path_factory.mktemp("gcs"))).start()
+    patch = pytest.MonkeyPatch()
+    for name, value in gcs_emulator.environment(emulator.port).items():
+        patch.setenv(name, value)
+    fsspec.config.set_conf_env(fsspec.config.conf)  # (fsspec reads FSSPEC_* when imported)
+    try:
+        yield emulator
+    finally:
+        patch.undo()
+        fsspec.config.conf.pop("gcs", None)
+        emulator.stop()

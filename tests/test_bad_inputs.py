@@ -119,7 +119,7 @@ CASES = [
      None, "holds no checkpoints/ folder"),
     ("unwritable workdir", None, "/proc/multimodal_jax_workdir", "cannot be written"),
     ("workdir under a file", None, "a_file/run", "is a file"),
-    ("workdir as a URL", None, "gs://bucket/run", "give a path on a file system every host mounts"),
+    ("workdir as a URL other than gs://", None, "s3://bucket/run", "a local path or a Cloud Storage bucket"),
 ]
 
 

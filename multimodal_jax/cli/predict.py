@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from multimodal_jax import paths
 from multimodal_jax.cli import common
 
 SUBCOMMANDS = ("zeroshot", "retrieve", "embed", "caption", "generate", "explain")
@@ -82,8 +83,8 @@ class Output:
     def __init__(self, path):
         self.path = path
         if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.file = open(path, "w", encoding="utf-8") if path else sys.stdout
+            paths.as_path(os.path.dirname(path)).mkdir(parents=True, exist_ok=True)
+        self.file = paths.as_path(path).open("w", encoding="utf-8") if path else sys.stdout
 
     def line(self, value: dict) -> None:
         self.file.write(json.dumps(value, ensure_ascii=False) + "\n")
@@ -170,10 +171,11 @@ def embed(run, f, items) -> None:
             common.fail(f"--texts {f['texts'].value} holds no text.")
         kind, values, extra, skipped = "text", run.embed_texts(rows), "", []
     if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, values.astype(np.float32))
+        paths.as_path(os.path.dirname(path)).mkdir(parents=True, exist_ok=True)
+    with paths.as_path(path).open("wb") as file:
+        np.save(file, values.astype(np.float32))
     beside = path[:-len(".npy")] + ".rows.json"
-    with open(beside, "w", encoding="utf-8") as file:
+    with paths.as_path(beside).open("w", encoding="utf-8") as file:
         json.dump({"kind": kind, "rows": rows, "dim": int(values.shape[1]), "l2_normalised": True,
                    "source": run.source, "step": run.step, "unreadable": skipped}, file,
                   ensure_ascii=False, indent=1)
@@ -198,6 +200,7 @@ def _slug(text: str) -> str:
 
 
 def generate(run, f, items) -> None:
+    from multimodal_jax.evaluation import figures  # noqa: PLC0415 - after the flags are parsed
     from multimodal_jax.evaluation import sample_grid  # noqa: PLC0415 - after the flags are parsed
 
     prompts, folder, n = list(f["prompts"].value) + list(items), f["out"].value, f["n"].value
@@ -210,14 +213,14 @@ def generate(run, f, items) -> None:
     pixels = run.generate(prompts, n=n, seed=f["seed"].value)
     from PIL import Image  # noqa: PLC0415 - after the flags are parsed
 
-    os.makedirs(folder, exist_ok=True)
+    paths.as_path(folder).mkdir(parents=True, exist_ok=True)
     files = []
     for i, prompt in enumerate(prompts):
         for j in range(n):
             name = f"{i:03d}_{_slug(prompt)}_{j}.png"
-            Image.fromarray(pixels[i, j]).save(os.path.join(folder, name))
+            figures.save_png(Image.fromarray(pixels[i, j]), os.path.join(folder, name))
             files.append({"file": name, "prompt": prompt, "sample": j})
-    with open(os.path.join(folder, "samples.json"), "w", encoding="utf-8") as file:
+    with paths.as_path(os.path.join(folder, "samples.json")).open("w", encoding="utf-8") as file:
         json.dump({"seed": f["seed"].value, "source": run.source, "step": run.step,
                    "samples": files}, file, ensure_ascii=False, indent=1)
     grid = os.path.join(folder, "grid.png")
@@ -243,7 +246,7 @@ def explain(run, f, items) -> None:
     from multimodal_jax.data import datasets  # noqa: PLC0415 - after the flags are parsed
 
     pixels = figures.to_uint8(read.pixels, *datasets.normalisation(run.config.data))
-    os.makedirs(folder, exist_ok=True)
+    paths.as_path(folder).mkdir(parents=True, exist_ok=True)
     out = Output(os.path.join(folder, "explain.jsonl"))
     for i, name in enumerate(read.names):
         stem = _slug(os.path.splitext(os.path.basename(name))[0])

@@ -9,6 +9,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 from multimodal_jax.evaluation.figures import default_font
+from multimodal_jax.evaluation.figures import save_png
 from multimodal_jax.evaluation.figures import wrap_text
 
 _WHITE, _BLACK, _GREY = (255, 255, 255), (20, 20, 20), (120, 120, 120)
@@ -53,5 +54,5 @@ def write(images_uint8, generated: Sequence[str], references: Sequence[str], pat
         for line in ref_lines:
             draw.text((x, ty), line, fill=_GREY, font=font)
             ty += line_h
-    canvas.save(path, format="PNG")
+    save_png(canvas, path)
     return path

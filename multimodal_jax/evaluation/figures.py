@@ -15,6 +15,8 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
+from multimodal_jax import paths
+
 _WHITE, _BLACK = (255, 255, 255), (20, 20, 20)
 _GREY, _LIGHT = (110, 110, 110), (215, 215, 215)
 _GREEN, _RED = (0, 128, 40), (200, 25, 25)
@@ -22,6 +24,12 @@ _GREEN, _RED = (0, 128, 40), (200, 25, 25)
 _BLUES = np.array([(255, 255, 255), (222, 235, 247), (158, 202, 225), (66, 146, 198),
                    (33, 113, 181), (8, 48, 107)], np.float64)
 _EMPTY_ROW = (236, 236, 236)
+
+
+def save_png(canvas: Image.Image, path: str) -> None:
+    """Writes ``canvas`` as a PNG file at ``path``, local or in a bucket (``paths.py``)."""
+    with paths.as_path(path).open("wb") as f:
+        canvas.save(f, format="PNG")
 
 
 def default_font(size: int):
@@ -172,7 +180,7 @@ def retrieval_grid(images, captions: Sequence[str], retrieved: Sequence[Sequence
                     draw.text((cx + dx, ty), text, fill=colour, font=font)
                 ty += line_h
         y0 += h + 2 * pad
-    canvas.save(path, format="PNG")
+    save_png(canvas, path)
     return path
 
 
@@ -281,7 +289,7 @@ def confusion_matrix_png(matrix, class_names: Sequence[str], path: str, title: O
         draw.text((bx + bar_w + 7, y), f"{value:g}", fill=_BLACK, font=tick_font, anchor="lm")
     bar_label = _rotated_text("fraction of true class", tick_font, _GREY)
     canvas.paste(bar_label, (bx + bar_w + 42, int(top + bar_h / 2 - bar_label.height / 2)), bar_label)
-    canvas.save(path, format="PNG")
+    save_png(canvas, path)
     return path
 
 
@@ -319,7 +327,7 @@ def score_table_png(values, row_labels: Sequence[str], col_labels: Sequence[str]
             draw.text((x + cell / 2, y + cell / 2), text, fill=colour, font=font, anchor="mm")
     for j, label in enumerate(col_labels):
         draw.text((left + j * cell + cell / 2, top - 6), label, fill=_BLACK, font=font, anchor="mb")
-    canvas.save(path, format="PNG")
+    save_png(canvas, path)
     return path
 
 
@@ -390,7 +398,7 @@ def relevance_grid(images, prompts: Sequence[str], maps: dict, path: str, masks=
                 draw.rectangle([x + box[0], y + box[1], x + box[2], y + box[3]], outline=colour, width=2)
         for k, line in enumerate(wrap_text(prompts[i], small, width - 2 * pad, max_lines=2)):
             draw.text((pad, y + size + 3 + 13 * k), line, fill=_BLACK, font=small)
-    canvas.save(path, format="PNG")
+    save_png(canvas, path)
     return path
 
 

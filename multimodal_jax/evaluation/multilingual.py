@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from multimodal_jax import paths
 from multimodal_jax.data import datasets
 from multimodal_jax.data import shapes_builder
 from multimodal_jax.data import shapes_multilingual
@@ -177,7 +178,7 @@ def write_table(table: np.ndarray, labels: Sequence[str], split: str, count: int
               "columns": "gallery", "labels": list(labels),
               "r1": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in table]}
     json_path = path_stem + ".json"
-    with open(json_path, "w", encoding="utf-8") as f:
+    with paths.as_path(json_path).open("w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     png_path = figures.score_table_png(
         table, labels, labels, path_stem + ".png",

@@ -7,6 +7,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 from multimodal_jax.evaluation.figures import default_font
+from multimodal_jax.evaluation.figures import save_png
 from multimodal_jax.evaluation.figures import wrap_text
 
 _WHITE, _BLACK = (255, 255, 255), (30, 30, 30)
@@ -30,4 +31,4 @@ def write(images_uint8, captions: Sequence[str], path: str, columns: int = 8,
         canvas.paste(Image.fromarray(image).resize((cell, cell), Image.NEAREST), (x, y))
         for j, line in enumerate(wrap_text(caption, font, cell, text_lines)):
             draw.text((x, y + cell + 2 + j * (font_size + 2)), line, fill=_BLACK, font=font)
-    canvas.save(path)
+    save_png(canvas, path)

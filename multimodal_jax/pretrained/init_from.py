@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.sharding import SingleDeviceSharding
 
+from multimodal_jax import paths
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.pretrained import hf_clip
 from multimodal_jax.pretrained import hf_siglip
@@ -32,7 +33,7 @@ def parse(spec: str) -> tuple[str, str]:
     """``"hf_clip:/p"`` -> ``("hf_clip", "/p")``; a bare path is a workdir."""
     kind, sep, path = spec.partition(":")
     if not sep or kind not in KINDS:
-        if sep and not os.path.exists(spec) and "/" not in kind:
+        if sep and not paths.is_url(spec) and not os.path.exists(spec) and "/" not in kind:
             raise ValueError(f"init_from={spec!r}: unknown kind {kind!r}; write KIND:PATH with KIND "
                              f"one of {KINDS}, e.g. 'workdir:/path/to/clip_run'.")
         return "workdir", spec
@@ -44,10 +45,10 @@ def check_spec(spec: str) -> None:
     (opened, never executed); ``ValueError`` otherwise."""
     kind, path = parse(spec)
     where = f"config.init_from={spec!r}"
-    if not os.path.exists(path):
+    if not paths.as_path(path).exists():
         raise ValueError(f"{where}: {path!r} does not exist.")
     if kind == "workdir":
-        if not os.path.isdir(os.path.join(path, workdir_lib.CHECKPOINTS)):
+        if not paths.as_path(os.path.join(path, workdir_lib.CHECKPOINTS)).is_dir():
             raise ValueError(f"{where}: {path!r} holds no checkpoints/ folder; give the workdir "
                              "of a finished run.")
         return
@@ -69,7 +70,7 @@ def restore_params(workdir: str) -> dict:
     """The ``params`` of the newest checkpoint in ``workdir`` (nothing else is read), on this
     process's first device, whatever the device layout it was saved from."""
     directory = workdir_lib.checkpoint_dir(workdir)
-    if not os.path.isdir(directory):
+    if not paths.as_path(directory).is_dir():
         raise FileNotFoundError(f"init_from: {workdir!r} holds no checkpoints/ folder; give the "
                                 "workdir of a finished run (python -m train ... --workdir DIR).")
     manager = ocp.CheckpointManager(directory, item_handlers=ocp.PyTreeCheckpointHandler(),

@@ -5,7 +5,11 @@ function of (seed, ``s``) (see ``data/pipeline.py``), so the saved step is the p
 
 Crash safety: Orbax writes each save into a ``<step>.orbax-checkpoint-tmp-*`` folder and
 renames it when complete, so a process killed mid-save (``kill -9``) leaves only a temporary
-folder, which listings ignore and the next run deletes (``cleanup_tmp_directories``).
+folder, which listings ignore and the next run deletes (``cleanup_tmp_directories``). In a
+bucket (``gs://``, no atomic rename) Orbax writes ``<step>/`` in place and ``commit_success.txt``
+into it last: a step folder without that file is not finished (``workdir.is_finished_step``),
+is never restored, and the next training run's Orbax deletes it (``cleanup_tmp_directories``),
+as it deletes a temporary folder locally.
 Damage: each save records a fingerprint of its values (a wrapping integer sum of every
 leaf's bits, the same on any device layout) in the step's metadata. Restoring walks back from
 the newest step; one that cannot be read (a truncated or deleted file) or whose values do not
@@ -32,6 +36,8 @@ import orbax.checkpoint as ocp
 from flax import serialization
 from jax.experimental import multihost_utils
 
+from multimodal_jax import paths
+from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.parallel import mesh as mesh_lib
 from multimodal_jax.runtime import write_failures
 
@@ -100,7 +106,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True,
                  read_only: bool = False):
-        self.directory = os.path.abspath(directory)
+        self.directory = paths.absolute(directory)
         self.read_only = read_only
         self._pending: Optional[int] = None  # the step of a save that may still be running
         self.failure: Optional[write_failures.WriteFailed] = None  # a save that failed
@@ -113,7 +119,16 @@ class Checkpointer:
                                              item_handlers=ocp.StandardCheckpointHandler())
 
     def all_steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
+        """The finished steps (in a bucket: those whose save wrote its commit mark)."""
+        steps = self.manager.all_steps()
+        if paths.is_gcs(self.directory):
+            steps = [step for step in steps if self._finished(step)]
+        return sorted(steps)
+
+    def _finished(self, step: int) -> bool:
+        """Whether the folder of ``step`` holds a complete save."""
+        step_dir = os.path.join(self.directory, str(step))
+        return paths.as_path(step_dir).is_dir() and workdir_lib.is_finished_step(step_dir)
 
     def save(self, state, force: bool = False, metadata: Optional[dict] = None) -> bool:
         """Starts saving ``state`` (global arrays) at its step, with ``metadata`` (JSON values)
@@ -158,7 +173,7 @@ class Checkpointer:
             if error is not None:
                 raise self._failed(None, error) from error
             return
-        written = pending is not None and os.path.isdir(os.path.join(self.directory, str(pending)))
+        written = pending is not None and self._finished(pending)
         if not _all_agree(error is None and written):
             raise self._failed(pending, error) from error
 
@@ -244,11 +259,11 @@ class Checkpointer:
     def _set_aside(self, step: int) -> None:
         """Renames a damaged step folder out of Orbax's sight (process 0; the others wait)."""
         source = os.path.join(self.directory, str(step))
-        if jax.process_index() == 0 and os.path.isdir(source):
+        if jax.process_index() == 0 and paths.as_path(source).is_dir():
             target = source + ".damaged"
-            if os.path.exists(target):
+            if paths.as_path(target).exists():
                 target = f"{target}.{time.strftime('%Y%m%d-%H%M%S')}"
-            os.rename(source, target)
+            paths.move_tree(source, target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
         self.manager.reload()

@@ -25,6 +25,7 @@ import time
 import jax
 import ml_collections
 
+from multimodal_jax import paths
 from multimodal_jax import tasks
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import device_input
@@ -110,7 +111,7 @@ def _train_resolved(config, workdir, stop_at_step=None, command=None) -> dict:
     config = prerequisites.resolve(config, workdir)
     with preemption.PreemptionWatcher() as watcher:
         try:
-            os.makedirs(workdir, exist_ok=True)
+            paths.as_path(workdir).mkdir(parents=True, exist_ok=True)
             if jax.process_index() == 0:
                 run_record.write(config, workdir, command, workdir_lib.latest_step(workdir) or 0,
                                  jax.process_count())
@@ -139,6 +140,8 @@ def _write_failure(error: Exception, workdir: str) -> Exception | None:
     elif write_failures.is_write_failure(error):
         failure = write_failures.WriteFailed("a file of the run", workdir,
                                              write_failures.cause_of(error))
+    elif (refused := write_failures.bucket_refusal(error, workdir)) is not None:  # (HTTP 403)
+        failure = write_failures.WriteFailed("a file of the run", workdir, refused)
     else:
         return None
     return failure.keeping(workdir)
@@ -236,7 +239,7 @@ def _evaluate(task, state, mesh, writer, workdir, step, final: bool) -> dict:
     metrics = task.evaluate(state.params, mesh, picture)
     metrics["eval/seconds"] = time.time() - started
     writer.scalars(step, metrics)
-    if picture and os.path.exists(picture):
+    if picture and paths.as_path(picture).exists():
         writer.image(step, f"{task.name}/examples", picture)
     if jax.process_index() == 0:
         log.info("step %d: %s", step, json.dumps(metrics))

@@ -34,6 +34,7 @@ from typing import Sequence
 import ml_collections
 from etils import epath
 
+from multimodal_jax import paths
 from multimodal_jax import run_files
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.data import datasets
@@ -184,8 +185,7 @@ def write(config: ml_collections.ConfigDict, workdir: str, command: Optional[Seq
         else:  # (a record that disagrees with the config was refused before, by check_matches)
             run_files.write(workdir, workdir_lib.CONFIG_RECORD, data, replaces=True)
         path = commands_path(workdir)
-        with path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        paths.append_text(path, json.dumps(line) + "\n")
     except OSError as error:
         raise write_failures.WriteFailed(
             f"the record of the run ({workdir_lib.CONFIG_RECORD}, {workdir_lib.COMMANDS})",

@@ -7,17 +7,16 @@ a live one without guessing. A file left by a dead process is taken over with a 
 the file system cannot lock files (some network and FUSE mounts), a file naming this host and a
 pid that is gone (or reused by another process since) is taken over the same way, and one from
 another host is refused, with how to remove it. Readers (``train.evaluate``, ``inference``)
-take no lock and never wait for one.
+take no lock and never wait for one. In a bucket (``gs://``) the lock is an object created only
+if absent (``bucket_lock.py``).
 """
 
 import contextlib
-import datetime
 import errno
 import fcntl
 import json
 import logging
 import os
-import socket
 from typing import Iterator
 from typing import Optional
 
@@ -25,14 +24,16 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from multimodal_jax import paths
+from multimodal_jax.runtime import bucket_lock
+from multimodal_jax.runtime import holders
 from multimodal_jax.runtime import write_failures
 
 log = logging.getLogger(__name__)
 LOCK = "lock.json"
 
 
-class WorkdirLocked(RuntimeError):
-    """Another run trains in this workdir; the message names it and what to do."""
+WorkdirLocked = holders.WorkdirLocked
 
 
 class WorkdirGone(RuntimeError):
@@ -40,66 +41,9 @@ class WorkdirGone(RuntimeError):
     (or the file removed) while the run trained."""
 
 
-def _boot_id() -> Optional[str]:
-    """This boot of this host (Linux), so that a pid from before a reboot is not trusted."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _process_start(pid: int) -> Optional[str]:
-    """When ``pid`` started, in clock ticks since boot (Linux), to tell a reused pid; None
-    when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _this_process() -> dict:
-    pid = os.getpid()
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"host": socket.gethostname(), "pid": pid, "started": started,
-            "boot_id": _boot_id(), "process_start": _process_start(pid)}
-
-
-def is_alive(holder: dict) -> Optional[bool]:
-    """Whether the process a lock file names still runs: True / False where this host can tell
-    (the same host), None for another host's."""
-    if holder.get("host") != socket.gethostname():
-        return None
-    boot = _boot_id()
-    if holder.get("boot_id") and boot and holder["boot_id"] != boot:
-        return False
-    pid = int(holder.get("pid", 0))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
-    start = _process_start(pid)
-    return not (holder.get("process_start") and start and holder["process_start"] != start)
-
-
-def describe(holder: dict) -> str:
-    """``pid 123 on host h (started ...)``."""
-    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (started "
-            f"{holder.get('started', '?')})")
-
-
-def _parse(text: str) -> dict:
-    """The holder a lock file names; ``{}`` for an empty or unreadable file."""
-    try:
-        holder = json.loads(text)
-    except ValueError:
-        return {}
-    return holder if isinstance(holder, dict) else {}
+is_alive = holders.is_alive
+describe = holders.describe
+_parse = holders.parse
 
 
 class WorkdirLock:
@@ -184,7 +128,7 @@ class WorkdirLock:
                         self.workdir, describe(previous))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        data = (json.dumps(_this_process(), indent=1) + "\n").encode()
+        data = (json.dumps(holders.this_process(), indent=1) + "\n").encode()
         while data:  # a write may be partial (a file-size limit): the next one says why
             data = data[os.write(fd, data):]
         os.fsync(fd)
@@ -215,23 +159,24 @@ class WorkdirLock:
         self._fd = None
 
 
-def _names_this_process(path: str) -> bool:
+def _names_this_process(workdir: str) -> bool:
+    if paths.is_gcs(workdir):
+        return bucket_lock.BucketLock(workdir, LOCK).names_this_process()
     try:
-        with open(path) as f:
-            holder = _parse(f.read())
+        holder = _parse(paths.as_path(os.path.join(workdir, LOCK)).read_text())
     except OSError:
         return False
-    return holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+    return holders.is_this_process(holder)
 
 
 def gone_error(workdir: str) -> Optional[WorkdirGone]:
     """``WorkdirGone`` when ``workdir`` (held by this process, process 0) no longer holds a lock
     file naming this process, else None (always None on the other processes)."""
-    workdir = os.path.abspath(workdir)
+    workdir = paths.absolute(workdir)
     path = os.path.join(workdir, LOCK)
-    if jax.process_index() != 0 or _names_this_process(path):
+    if jax.process_index() != 0 or _names_this_process(workdir):
         return None
-    how = ("it no longer exists" if not os.path.isdir(workdir) else
+    how = ("it no longer exists" if not paths.as_path(workdir).is_dir() else
            f"its lock file {path} is gone or names another process")
     return WorkdirGone(
         f"The workdir {workdir} was deleted or moved while this run trained in it ({how}). The "
@@ -257,11 +202,18 @@ def _agreed(ok: bool) -> bool:
     return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))
 
 
+def _lock_for(workdir: str):
+    """The lock of ``workdir``: an object in a bucket, else a locked file."""
+    if paths.is_gcs(workdir):
+        return bucket_lock.BucketLock(paths.absolute(workdir), LOCK)
+    return WorkdirLock(workdir)
+
+
 @contextlib.contextmanager
 def hold(workdir: str) -> Iterator[None]:
     """Holds ``workdir``'s lock for the block (process 0 takes it, every process learns the
     outcome); ``WorkdirLocked`` on every process when another run holds it."""
-    lock, error = WorkdirLock(workdir), None
+    lock, error = _lock_for(workdir), None
     if jax.process_index() == 0:
         try:
             lock.acquire()
@@ -269,8 +221,7 @@ def hold(workdir: str) -> Iterator[None]:
             error = e
     if not _agreed(error is None):  # process 0's outcome, on every process
         try:
-            with open(lock.path) as f:
-                holder = _parse(f.read())
+            holder = _parse(paths.as_path(lock.path).read_text())
         except OSError:
             holder = {}
         if error is None and not holder:  # (process 0 reports why)

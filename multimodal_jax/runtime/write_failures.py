@@ -15,6 +15,7 @@ import resource
 import shutil
 from typing import Optional
 
+from multimodal_jax import paths
 from multimodal_jax import workdir as workdir_lib
 
 # Errors that only a write can give: any OSError with one of these is a failed write.
@@ -80,6 +81,21 @@ def is_write_failure(error: BaseException) -> bool:
     return cause_of(error).errno in WRITE_ERRNOS
 
 
+def bucket_refusal(error: BaseException, workdir: str) -> Optional[Cause]:
+    """Why a bucket refused a write of the run in ``workdir`` (HTTP 403: gcsfs raises
+    ``OSError("Forbidden: ...")``, TensorFlow ``PermissionDeniedError``, TensorStore a
+    ``PERMISSION_DENIED`` status), as a permission failure; None for anything else or a local
+    workdir."""
+    if not paths.is_url(workdir):
+        return None
+    for e in _chain(error):
+        text = str(e)
+        if (isinstance(e, OSError) and text.startswith("Forbidden:")) or \
+                type(e).__name__ == "PermissionDeniedError" or "PERMISSION_DENIED" in text:
+            return Cause(errno.EACCES, None, _first_line(e))
+    return None
+
+
 def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:400]}"
 
@@ -94,7 +110,10 @@ def _size(n: float) -> str:
 
 def free_space(path: str) -> str:
     """``"2.1 GiB free of 50.0 GiB (and 1,204 free inodes) on the file system of PATH"``, or
-    why it cannot be read."""
+    why it cannot be read; for a bucket, that it has no free space of its own."""
+    if paths.is_url(path):
+        return (f"{path} is in a bucket, which has no free space of its own to report (its "
+                "project's quota and the bucket's permissions decide what may be written)")
     where = os.path.abspath(path)
     while not os.path.exists(where) and os.path.dirname(where) != where:
         where = os.path.dirname(where)
