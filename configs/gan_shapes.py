@@ -97,5 +97,6 @@ def get_config() -> ml_collections.ConfigDict:
         classifier="classifier",  # a classification prerequisite; "" = no attribute accuracy
         split="test", filter=("num_objects", 1), num_examples=0,  # 0 = the whole split
         batch_size=256, seed=0, kid_subsets=50, kid_subset_size=500, pr_k=3,
-        untrained_baseline=True, grid_size=24, grid_columns=8))
+        untrained_baseline=True, grid_size=24, grid_columns=8,
+        psi=1.0))  # truncation of the evaluation's samples and grid, in [0, 1]; 1 = none
     return config

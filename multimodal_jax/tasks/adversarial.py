@@ -41,6 +41,7 @@ from multimodal_jax.parallel.mesh import as_varying
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.tasks import base
+from multimodal_jax.tasks import truncation
 
 CONDITIONS = ("text", "class")
 
@@ -162,10 +163,18 @@ def condition(setup: Setup, frozen: dict, batch: dict):
     return encode_condition(setup, frozen, batch["label"] if setup.clip is None else batch["tokens"])
 
 
-def generate(setup: Setup, g_params, frozen: dict, z, raw):
+def generate(setup: Setup, g_params, frozen: dict, z, raw, psi: float = 1.0):
     """Images G draws from noise ``z`` ``[B, z_dim]`` for raw conditions ``raw`` (caption
-    tokens, or class ids), in the data normalisation (``setup.data_norm``)."""
-    return setup.generator.apply({"params": g_params}, z, encode_condition(setup, frozen, raw))
+    tokens, or class ids), in the data normalisation (``setup.data_norm``); with ``psi < 1``
+    their style vectors are truncated toward each condition's mean (``truncation.py``).
+    The one sampler: evaluation, sample grids and ``train.predict generate`` all call it."""
+    cond = encode_condition(setup, frozen, raw)
+    if psi == 1.0:  # a static float: psi = 1 is exactly G(z, c), not a lerp that rounds
+        return setup.generator.apply({"params": g_params}, z, cond)
+    variables = {"params": g_params}
+    w = setup.generator.apply(variables, z, cond, method="style")
+    w_mean = truncation.conditional_mean_style(setup.generator, variables, cond, setup.z_dim)
+    return setup.generator.apply(variables, truncation.truncate(w, w_mean, psi), method="synthesis")
 
 
 def discriminate(setup: Setup, d_params, stats, images, cond, mismatched=None):
@@ -344,6 +353,7 @@ class AdversarialTask(base.Task):
                              "model (config.condition.encoder): metrics in the feature space that "
                              "trained the GAN flatter it. Name another contrastive model.")
         diffaugment.check_policy(g.augment)
+        truncation.check_psi(config.get("evaluation", {}).get("psi", 1.0), "config.evaluation.psi")
         if g.r1_gamma and g.r1_interval < 1:
             raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
         for side in ("generator", "discriminator"):
