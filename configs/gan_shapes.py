@@ -72,10 +72,16 @@ def get_config() -> ml_collections.ConfigDict:
         dtype="float32",
         generator=dict(widths=(128, 64, 32, 16), style_dim=128, mapping_depth=2, cond_dim=128,
                        groups=8),
-        discriminator=dict(widths=(16, 32, 64), spectral_norm=True)))
+        discriminator=dict(widths=(16, 32, 64), spectral_norm=True),
+        # The heads of gan.discriminator="projected": on the conditioning CLIP's frozen image
+        # tower, one per encoder block in ``blocks`` (() = all), ``width`` features per token.
+        projected=dict(blocks=(), width=64, spectral_norm=True)))
 
     config.gan = ml_collections.ConfigDict(dict(
         loss="hinge",  # or "non_saturating"
+        # "pixel": D = model.discriminator on the pixels; "projected": light heads on the frozen
+        # conditioning CLIP's image-tower tokens (model.projected), G's gradient through it.
+        discriminator="pixel",
         z_dim=64,
         matching_weight=1.0,  # real image + another example's caption counts as fake
         align_weight=1.0,  # G: cosine distance of CLIP(image) and CLIP(caption); 0 = off

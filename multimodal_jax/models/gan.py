@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
-_SLOPE = 0.2  # leaky ReLU slope, everywhere
+SLOPE = 0.2  # leaky ReLU slope, everywhere
 
 
 def _act(x):
-    return nn.leaky_relu(x, _SLOPE)
+    return nn.leaky_relu(x, SLOPE)
 
 
 def num_blocks(resolution: int, widths: Sequence[int], who: str) -> int:
@@ -161,7 +161,7 @@ class DownBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, update_stats: bool = False):
-        layer = _layer_fn(self.spectral_norm, update_stats)
+        layer = layer_fn(self.spectral_norm, update_stats)
         conv = lambda k, name: nn.Conv(self.features, (k, k), dtype=self.dtype, name=name)  # noqa: E731
         h = x if self.first else _act(x)
         h = layer(conv(3, "conv1"), h)
@@ -169,7 +169,7 @@ class DownBlock(nn.Module):
         return h + layer(conv(1, "skip"), downsample(x))
 
 
-def _layer_fn(spectral_norm: bool, update_stats: bool):
+def layer_fn(spectral_norm: bool, update_stats: bool):
     """``layer(module, x)``: the module's output, with spectral normalisation if asked."""
     if not spectral_norm:
         return lambda module, x: module(x)
@@ -202,7 +202,7 @@ class Discriminator(nn.Module):
             h = DownBlock(self.widths[i], i == 0, self.spectral_norm, self.dtype,
                           name=f"block_{i}")(h, update_stats)
         h = jnp.sum(_act(h), axis=(1, 2)).astype(jnp.float32)
-        out = _layer_fn(self.spectral_norm, update_stats)(nn.Dense(1, name="out"), h)[:, 0]
+        out = layer_fn(self.spectral_norm, update_stats)(nn.Dense(1, name="out"), h)[:, 0]
         embed = ConditionEmbedding(h.shape[-1], self.num_classes, jnp.float32, name="projection")
         scores = out + jnp.sum(embed(c) * h, axis=-1)
         if mismatched_c is None:
