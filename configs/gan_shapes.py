@@ -21,6 +21,11 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter=None`` trains on all).
 Measured on a 2-core CPU: see README (GAN section) for the table and its command.
+
+Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
+each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
+precision, recall and attribute accuracy against psi. ``--config.gan.discriminator=projected``
+swaps the pixel D for heads on the conditioning CLIP's frozen image tower (not measured yet).
 """
 
 import ml_collections
