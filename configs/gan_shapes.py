@@ -21,6 +21,12 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter=None`` trains on all).
 Measured on a 2-core CPU: see README (GAN section) for the table and its command.
+
+Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
+each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
+precision, recall and attribute accuracy against psi. ``--config.gan.discriminator=projected``
+swaps the pixel D for heads on the conditioning CLIP's frozen image tower (measured only on a
+400-step short run: README).
 """
 
 import ml_collections
@@ -72,10 +78,16 @@ def get_config() -> ml_collections.ConfigDict:
         dtype="float32",
         generator=dict(widths=(128, 64, 32, 16), style_dim=128, mapping_depth=2, cond_dim=128,
                        groups=8),
-        discriminator=dict(widths=(16, 32, 64), spectral_norm=True)))
+        discriminator=dict(widths=(16, 32, 64), spectral_norm=True),
+        # The heads of gan.discriminator="projected": on the conditioning CLIP's frozen image
+        # tower, one per encoder block in ``blocks`` (() = all), ``width`` features per token.
+        projected=dict(blocks=(), width=64, spectral_norm=True)))
 
     config.gan = ml_collections.ConfigDict(dict(
         loss="hinge",  # or "non_saturating"
+        # "pixel": D = model.discriminator on the pixels; "projected": light heads on the frozen
+        # conditioning CLIP's image-tower tokens (model.projected), G's gradient through it.
+        discriminator="pixel",
         z_dim=64,
         matching_weight=1.0,  # real image + another example's caption counts as fake
         align_weight=1.0,  # G: cosine distance of CLIP(image) and CLIP(caption); 0 = off
@@ -97,5 +109,6 @@ def get_config() -> ml_collections.ConfigDict:
         classifier="classifier",  # a classification prerequisite; "" = no attribute accuracy
         split="test", filter=("num_objects", 1), num_examples=0,  # 0 = the whole split
         batch_size=256, seed=0, kid_subsets=50, kid_subset_size=500, pr_k=3,
-        untrained_baseline=True, grid_size=24, grid_columns=8))
+        untrained_baseline=True, grid_size=24, grid_columns=8,
+        psi=1.0))  # truncation of the evaluation's samples and grid, in [0, 1]; 1 = none
     return config

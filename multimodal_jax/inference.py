@@ -46,6 +46,7 @@ from multimodal_jax.tasks import adversarial
 from multimodal_jax.tasks import captioning
 from multimodal_jax.tasks import classification
 from multimodal_jax.tasks import contrastive
+from multimodal_jax.tasks import truncation
 
 BATCH_SIZE = 64
 WHAT_EACH_DOES = {"embed_images": ("contrastive", "classification"),
@@ -270,20 +271,31 @@ class Run:
         rows = run_batched(generate, self.params, self.preprocess(images), batch_size=self.batch_size)
         return list(tok.decode(rows)) if len(rows) else []
 
-    def generate(self, prompts: Sequence[str], n: int = 4, seed: int = 0) -> np.ndarray:
+    def generate(self, prompts: Sequence[str], n: int = 4, seed: int = 0,
+                 psi: Optional[float] = None) -> np.ndarray:
         """uint8 images ``[len(prompts), n, S, S, 3]``: ``n`` samples per prompt (a caption, or
-        a class name for a class-conditional GAN), noise from ``seed``; the GAN's own sampler
+        a class name for a class-conditional GAN), noise from ``seed``, truncated by ``psi``
+        (default: the run's ``config.evaluation.psi``, else 1 = none); the GAN's own sampler
         (``tasks.adversarial.generate``, which its evaluation uses too)."""
         self.need("generate")
+        psi = self.sampling_psi(psi)
         setup = self.extras["setup"]
         raw = np.repeat(self._conditions(list(prompts)), n, axis=0)
         z = np.asarray(jax.random.normal(jax.random.key(seed), (len(raw), setup.z_dim)), np.float32)
-        fn = self._fn("generate", lambda: lambda p, z, cond: adversarial.generate(
-            setup, p["g"], p["frozen"], z, cond))
+        fn = self._fn(f"generate_psi_{psi!r}", lambda: lambda p, z, cond: adversarial.generate(
+            setup, p["g"], p["frozen"], z, cond, psi))
         images = run_batched(fn, {"g": self.params["g_ema"], "frozen": self.extras["frozen"]},
                              z, raw, batch_size=self.batch_size)
         pixels = figures.to_uint8(images, *datasets.normalisation(self.config.data))
         return pixels.reshape((len(prompts), n) + pixels.shape[1:])
+
+    def sampling_psi(self, psi: Optional[float] = None) -> float:
+        """The truncation ``generate`` samples at: ``psi``, else the run's
+        ``config.evaluation.psi``, else 1 (none); an error unless in [0, 1]."""
+        if psi is None:
+            psi = self.config.get("evaluation", {}).get("psi", 1.0)
+            return truncation.check_psi(psi, "config.evaluation.psi")
+        return truncation.check_psi(psi, "psi (--psi)")
 
     def _conditions(self, prompts: list[str]) -> np.ndarray:
         """The GAN's raw conditions of ``prompts``: caption tokens, or class ids."""

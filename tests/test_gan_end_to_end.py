@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from benchmarks import gan_truncation
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.cli import common as cli
 from multimodal_jax.runtime import evaluate_checkpoint
@@ -49,6 +50,24 @@ def test_text_to_image_trains_from_nothing_and_evaluates(text_run, capsys):
         assert printed[key] == pytest.approx(trained[key], rel=1e-5, abs=1e-6), key
     assert printed["gan/fd_clip"] >= 0 and 0 <= printed["gan/attr_acc_shape"] <= 1
     assert printed["gan/real/attr_acc_color"] >= 0
+
+
+def test_truncation_sweep_reproduces_the_runs_evaluation_at_psi_one(text_run, tmp_path, capsys):
+    """``benchmarks/gan_truncation.py`` scores the run with its own evaluation: at psi = 1 the
+    figures the training loop logged; a table, a plot, a grid per psi and a JSON line."""
+    _, workdir, trained = text_run
+    plot, grids = str(tmp_path / "psi.png"), str(tmp_path / "grids")
+    gan_truncation.main(["--workdir", workdir, "--psi", "0,1", "--plot", plot, "--grids", grids])
+    lines = capsys.readouterr().out.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for key in ("precision_clip", "recall_clip", "attr_acc_shape", "attr_acc_label", "fd_clip"):
+        assert figures[f"psi_1/{key}"] == pytest.approx(trained[f"gan/{key}"], rel=1e-5, abs=1e-6)
+        assert f"psi_0/{key}" in figures
+    assert figures["psi_0/fd_clip"] != figures["psi_1/fd_clip"]  # truncation changed the samples
+    assert any(line.startswith("psi ") for line in lines)
+    assert os.path.getsize(plot) > 0 and sorted(os.listdir(grids)) == ["psi_0.png", "psi_1.png"]
+    with pytest.raises(ValueError, match="must be a number in"):
+        gan_truncation.sweep(workdir, [1.2])
 
 
 def test_class_conditional_variant_on_existing_prerequisites(text_run, shapes_data_dir, tmp_path):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from multimodal_jax.evaluation import attributes
 from multimodal_jax.evaluation import generative
+from multimodal_jax.evaluation import line_plot
 from multimodal_jax.evaluation import sample_grid
 
 
@@ -94,3 +95,15 @@ def test_sample_grid_png_has_one_cell_per_image(tmp_path):
     grid = Image.open(path)
     assert grid.width == 4 + 4 * 36 and grid.height > 3 * 32
     assert np.asarray(grid).std() > 0
+
+
+def test_line_plot_draws_each_series_in_its_colour_and_refuses_ragged_input(tmp_path):
+    path = str(tmp_path / "plot.png")
+    line_plot.write([0.5, 0.75, 1.0], {"precision": [0.9, 0.8, 0.6], "recall": [0.1, 0.3, 0.5]},
+                    path, x_label="psi", title="trade-off")
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    for colour in line_plot.COLOURS[:2]:
+        assert (pixels == colour).all(axis=1).sum() > 50, colour
+    assert not (pixels == line_plot.COLOURS[2]).all(axis=1).any()  # no third series
+    with pytest.raises(ValueError, match="2 values for 3 x positions"):
+        line_plot.write([0.5, 0.75, 1.0], {"recall": [0.1, 0.3]}, path, x_label="psi")

@@ -211,13 +211,23 @@ def test_predict_generate_command(gan_run, tmp_path):
     direct = adversarial.generate(setup, run.params["g_ema"], frozen, z, tokens)
     np.testing.assert_array_equal(figures.to_uint8(direct, (0.5,) * 3, (0.5,) * 3),
                                   images.reshape((6,) + images.shape[2:]))
+    # Truncation: psi = 1 (the default here) is the untruncated sampler; psi = 0 one image per prompt.
+    np.testing.assert_array_equal(run.generate(["a red star"], n=3, seed=0, psi=1.0)[0], images[0])
+    truncated = run.generate(["a red star"], n=3, seed=0, psi=0.0)[0].astype(np.int16)
+    assert np.abs(truncated[1:] - truncated[:1]).max() <= 1  # equal up to uint8 rounding
+    with pytest.raises(ValueError, match=r"must be a number in \[0, 1\]"):
+        run.generate(["a red star"], psi=1.5)
     out = tmp_path / "samples"
     done = _predict("generate", "--workdir", workdir, "--prompts", "a red star", "a blue circle",
-                    "--n", "2", "--seed", "0", "--out", str(out))
+                    "--n", "2", "--seed", "0", "--psi", "0.7", "--out", str(out))
     names = sorted(os.listdir(out))
     assert "grid.png" in names and "samples.json" in names
     assert len([n for n in names if n.endswith(".png")]) == 2 * 2 + 1
     assert names[0] == "000_a_red_star_0.png" and f"-> {out}" in done.stdout
+    assert json.loads((out / "samples.json").read_text())["psi"] == 0.7
+    refused = _predict("generate", "--workdir", workdir, "--prompts", "a red star", "--psi", "1.5",
+                       "--out", str(tmp_path / "no"), expect=2)
+    assert "error: psi (--psi)=1.5" in refused.stderr and not (tmp_path / "no").exists()
 
 
 @pytest.mark.slow

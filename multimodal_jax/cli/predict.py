@@ -9,7 +9,7 @@ published CLIP (SigLIP).
     embed    --images DIR_OR_GLOB | --texts FILE  --out FILE.npy
     caption  --images DIR_OR_GLOB [--method greedy|beam|sample] [--beam_size 4]
              [--temperature 1.0] [--top_k 0] [--seed 0] [--out FILE.jsonl]
-    generate --prompts "a red star" [--prompts ...] [--n 4] [--seed 0] --out DIR
+    generate --prompts "a red star" [--prompts ...] [--n 4] [--seed 0] [--psi 0.7] --out DIR
     explain  --images DIR_OR_GLOB --text "a red star" [--text ...] [--methods m1,m2] --out DIR
 
 Words after the subcommand are more images (more prompts for ``generate``). Results are JSON
@@ -67,6 +67,8 @@ def define_flags() -> dict:
         prompts=f.DEFINE_multi_string("prompts", [], "generate: a caption (or a class name); "
                                       "repeatable."),
         n=f.DEFINE_integer("n", 4, "generate: samples per prompt."),
+        psi=f.DEFINE_float("psi", None, "generate: truncation in [0, 1] toward each prompt's mean "
+                           "style (1 = none; default: the run's config.evaluation.psi)."),
         text=f.DEFINE_multi_string("text", [], "explain: the text each image is explained "
                                    "against (repeatable)."),
         methods=f.DEFINE_list("methods", list(EXPLAIN_METHODS), "explain: relevance methods, "
@@ -210,7 +212,8 @@ def generate(run, f, items) -> None:
         common.fail("generate needs --out DIR (a folder for the PNGs).")
     if n < 1:
         common.fail(f"--n={n}: the samples per prompt must be at least 1.")
-    pixels = run.generate(prompts, n=n, seed=f["seed"].value)
+    psi = f["psi"].value
+    pixels = run.generate(prompts, n=n, seed=f["seed"].value, psi=psi)
     from PIL import Image  # noqa: PLC0415 - after the flags are parsed
 
     paths.as_path(folder).mkdir(parents=True, exist_ok=True)
@@ -221,7 +224,8 @@ def generate(run, f, items) -> None:
             figures.save_png(Image.fromarray(pixels[i, j]), os.path.join(folder, name))
             files.append({"file": name, "prompt": prompt, "sample": j})
     with paths.as_path(os.path.join(folder, "samples.json")).open("w", encoding="utf-8") as file:
-        json.dump({"seed": f["seed"].value, "source": run.source, "step": run.step,
+        json.dump({"seed": f["seed"].value, "psi": run.sampling_psi(psi), "source": run.source,
+                   "step": run.step,
                    "samples": files}, file, ensure_ascii=False, indent=1)
     grid = os.path.join(folder, "grid.png")
     sample_grid.write(pixels.reshape((-1,) + pixels.shape[2:]),

@@ -5,11 +5,13 @@ that did not train the GAN, and by a classifier trained on real images.
 Metrics (``gan/...``): ``fd_clip``, ``kid_clip`` (and ``kid_clip_std``), ``precision_clip`` /
 ``recall_clip`` (real vs generated image embeddings), ``clip_score`` (cosine of a generated
 image and its caption), ``attr_acc_label`` and, on the built-in dataset, ``attr_acc_shape`` /
-``attr_acc_color``. ``gan/real/...`` gives the same caption and attribute scores for the real
+``attr_acc_color``, all at the truncation ``config.evaluation.psi`` (1 = none; ``metrics`` takes
+any psi, for the trade-off benchmark). ``gan/real/...`` gives the same caption and attribute scores for the real
 images (the ceiling), ``gan/untrained/...`` those of the untrained generator (the floor).
 A PNG grid of samples with their captions goes to ``picture_path``.
 """
 
+import functools
 from typing import Callable
 from typing import Optional
 
@@ -34,8 +36,9 @@ from multimodal_jax.pretrained import frozen_clip
 class Evaluator(base.Evaluator):
     """Loads the judges once (encoder, classifier) and evaluates generator params.
 
-    ``generate(g_params, frozen, z, raw)`` draws images from noise and raw conditions
-    (caption tokens of ``cond_tokenizer``, or class ids) in the ``data_norm`` normalisation;
+    ``generate(g_params, frozen, z, raw, psi)`` draws images from noise and raw conditions
+    (caption tokens of ``cond_tokenizer``, or class ids) in the ``data_norm`` normalisation,
+    truncated by ``psi`` (a static float);
     ``frozen`` holds the params it reads besides G's (the conditioning model's);
     ``initial_params()`` gives the untrained params, for the floor."""
 
@@ -52,19 +55,20 @@ class Evaluator(base.Evaluator):
             self.classifier, self.host_params["cls"] = attributes.load(config, ev.classifier)
         self.split_attributes = datasets.is_builtin(config.data.name)
         self.initial_params = initial_params
-        self._columns = jax.jit(self._example_columns)
-        self._generate = jax.jit(self._images)
+        self.psi = ev.get("psi", 1.0)  # configs recorded before truncation existed: none
+        self._columns = jax.jit(self._example_columns, static_argnames="psi")
+        self._generate = jax.jit(self._images, static_argnames="psi")
         self._placed, self._baseline, self._first = None, None, None
 
     # --------------------------------------------------------------- jitted pieces
 
-    def _images(self, bundle, z, cond_in):
-        return self.generate(bundle["g"], bundle["frozen"], z, cond_in)
+    def _images(self, bundle, z, cond_in, psi: float):
+        return self.generate(bundle["g"], bundle["frozen"], z, cond_in, psi)
 
-    def _example_columns(self, bundle, image, z, cond_in, tokens):
+    def _example_columns(self, bundle, image, z, cond_in, tokens, psi: float):
         """Per example: real, generated and caption embeddings, then the classifier's
         predictions for the generated and the real image."""
-        fake = self._images(bundle, z, cond_in)
+        fake = self._images(bundle, z, cond_in, psi)
         norm = self.data_norm
         columns = [self.encoder.encode_image(bundle["enc"], image, *norm),
                    self.encoder.encode_image(bundle["enc"], fake, *norm),
@@ -104,9 +108,11 @@ class Evaluator(base.Evaluator):
 
     # --------------------------------------------------------------- metrics
 
-    def _metrics(self, bundle, mesh: Mesh, prefix: str, with_real: bool) -> dict[str, float]:
+    def _metrics(self, bundle, mesh: Mesh, prefix: str, with_real: bool,
+                 psi: float) -> dict[str, float]:
         ev = self.config.evaluation
-        result = encode.map_dataset(self._columns, bundle, self._batches(), mesh,
+        columns = functools.partial(self._columns, psi=psi)
+        result = encode.map_dataset(columns, bundle, self._batches(), mesh,
                                     ("image", "z", "cond", "tokens"), ("label",))
         out, labels = result["out"], result["label"]
         if ev.num_examples:
@@ -133,21 +139,33 @@ class Evaluator(base.Evaluator):
 
     def evaluate(self, params: dict, mesh: Mesh, picture_path: Optional[str] = None) -> dict[str, float]:
         """All ``gan/...`` metrics of ``params["g_ema"]``; the untrained baseline once per run."""
-        metrics = self._metrics(self._bundle(mesh, params["g_ema"]), mesh, "gan", with_real=True)
+        metrics = self.metrics(params["g_ema"], mesh, self.psi, True, picture_path)
         if self.config.evaluation.untrained_baseline:
             if self._baseline is None:
                 initial = jax.device_put(self.initial_params()["g_ema"], mesh_lib.replicated(mesh))
                 self._baseline = self._metrics(self._bundle(mesh, initial), mesh, "gan/untrained",
-                                               with_real=False)
+                                               with_real=False, psi=self.psi)
             metrics.update(self._baseline)
-        if picture_path and jax.process_index() == 0:
-            self.write_grid(self._bundle(mesh, params["g_ema"]), picture_path)
         return metrics
 
-    def write_grid(self, bundle, path: str) -> None:
-        """The first ``grid_size`` evaluation examples' generated images, captioned."""
+    def metrics(self, g_params, mesh: Mesh, psi: float, with_real: bool = False,
+                picture_path: Optional[str] = None) -> dict[str, float]:
+        """The ``gan/...`` metrics of generator params ``g_params`` (placed on ``mesh``) sampled
+        with truncation ``psi``; ``with_real``: the real images' scores too; a grid of samples
+        at the same ``psi`` to ``picture_path``."""
+        bundle = self._bundle(mesh, g_params)
+        metrics = self._metrics(bundle, mesh, "gan", with_real, psi)
+        if picture_path and jax.process_index() == 0:
+            self.write_grid(bundle, picture_path, psi)
+        return metrics
+
+    def write_grid(self, bundle, path: str, psi: Optional[float] = None) -> None:
+        """The first ``grid_size`` evaluation examples' generated images, captioned; sampled at
+        ``psi`` (default: ``config.evaluation.psi``)."""
         n = min(self.config.evaluation.grid_size, int(self._first["mask"].sum()))
-        images = encode.gather(self._generate(bundle, self._first["z"][:n], self._first["cond"][:n]))
+        psi = self.psi if psi is None else psi
+        images = encode.gather(self._generate(bundle, self._first["z"][:n], self._first["cond"][:n],
+                                              psi=psi))
         captions = [self.tokenizer.decode(t) for t in self._first["tokens"][:n]]
         pixels = figures.to_uint8(images, *self.data_norm)
         sample_grid.write(pixels, captions, path, columns=self.config.evaluation.grid_columns)

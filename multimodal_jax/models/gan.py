@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
-_SLOPE = 0.2  # leaky ReLU slope, everywhere
+SLOPE = 0.2  # leaky ReLU slope, everywhere
 
 
 def _act(x):
-    return nn.leaky_relu(x, _SLOPE)
+    return nn.leaky_relu(x, SLOPE)
 
 
 def num_blocks(resolution: int, widths: Sequence[int], who: str) -> int:
@@ -103,6 +103,8 @@ class Generator(nn.Module):
     """``G(z, c)`` -> images ``[B, resolution, resolution, 3]`` in the data normalisation.
 
     ``widths[0]`` is the 4x4 map's width, ``widths[i]`` the width after the i-th doubling.
+    ``G(z, c) = synthesis(style(z, c))``: both halves are methods (``apply(..., method=
+    "style")``), so a sampler can move the style vector ``w`` before drawing (truncation).
     """
 
     resolution: int = 32
@@ -116,22 +118,37 @@ class Generator(nn.Module):
     std: Sequence[float] = (0.5, 0.5, 0.5)
     dtype: Dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, z, c):
+    def setup(self):
         num_blocks(self.resolution, self.widths, "model.generator")
+        dense = lambda width: nn.Dense(width, dtype=self.dtype)  # noqa: E731
+        self.condition = ConditionEmbedding(self.cond_dim, self.num_classes, self.dtype)
+        self.mapping = [dense(self.style_dim) for _ in range(self.mapping_depth)]
+        self.start = dense(16 * self.widths[0])
+        self.block = [UpBlock(width, self.groups, self.dtype) for width in self.widths[1:]]
+        self.out_norm = ModulatedNorm(self.groups, self.dtype)
+        self.to_rgb = nn.Conv(3, (3, 3), dtype=self.dtype)
+
+    def style(self, z, c):
+        """The mapping network: the style vectors ``w`` ``[B, style_dim]`` of noise ``z`` and condition ``c``."""
         z = z * jax.lax.rsqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True) + 1e-8)
-        cond = ConditionEmbedding(self.cond_dim, self.num_classes, self.dtype, name="condition")(c)
-        w = jnp.concatenate([z.astype(self.dtype), cond], axis=-1)
-        for i in range(self.mapping_depth):
-            w = _act(nn.Dense(self.style_dim, dtype=self.dtype, name=f"mapping_{i}")(w))
-        x = nn.Dense(16 * self.widths[0], dtype=self.dtype, name="start")(w)
+        w = jnp.concatenate([z.astype(self.dtype), self.condition(c)], axis=-1)
+        for layer in self.mapping:
+            w = _act(layer(w))
+        return w
+
+    def synthesis(self, w):
+        """The images of style vectors ``w``, in the data normalisation."""
+        x = self.start(w)
         x = x.reshape(x.shape[0], 4, 4, self.widths[0])
-        for i, width in enumerate(self.widths[1:]):
-            x = UpBlock(width, self.groups, self.dtype, name=f"block_{i}")(x, w)
-        x = _act(ModulatedNorm(self.groups, self.dtype, name="out_norm")(x, w))
-        t = jnp.tanh(nn.Conv(3, (3, 3), dtype=self.dtype, name="to_rgb")(x).astype(jnp.float32))
+        for block in self.block:
+            x = block(x, w)
+        x = _act(self.out_norm(x, w))
+        t = jnp.tanh(self.to_rgb(x).astype(jnp.float32))
         mean, std = jnp.asarray(self.mean, jnp.float32), jnp.asarray(self.std, jnp.float32)
         return ((t + 1) / 2 - mean) / std
+
+    def __call__(self, z, c):
+        return self.synthesis(self.style(z, c))
 
 
 class DownBlock(nn.Module):
@@ -144,7 +161,7 @@ class DownBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, update_stats: bool = False):
-        layer = _layer_fn(self.spectral_norm, update_stats)
+        layer = layer_fn(self.spectral_norm, update_stats)
         conv = lambda k, name: nn.Conv(self.features, (k, k), dtype=self.dtype, name=name)  # noqa: E731
         h = x if self.first else _act(x)
         h = layer(conv(3, "conv1"), h)
@@ -152,7 +169,7 @@ class DownBlock(nn.Module):
         return h + layer(conv(1, "skip"), downsample(x))
 
 
-def _layer_fn(spectral_norm: bool, update_stats: bool):
+def layer_fn(spectral_norm: bool, update_stats: bool):
     """``layer(module, x)``: the module's output, with spectral normalisation if asked."""
     if not spectral_norm:
         return lambda module, x: module(x)
@@ -185,7 +202,7 @@ class Discriminator(nn.Module):
             h = DownBlock(self.widths[i], i == 0, self.spectral_norm, self.dtype,
                           name=f"block_{i}")(h, update_stats)
         h = jnp.sum(_act(h), axis=(1, 2)).astype(jnp.float32)
-        out = _layer_fn(self.spectral_norm, update_stats)(nn.Dense(1, name="out"), h)[:, 0]
+        out = layer_fn(self.spectral_norm, update_stats)(nn.Dense(1, name="out"), h)[:, 0]
         embed = ConditionEmbedding(h.shape[-1], self.num_classes, jnp.float32, name="projection")
         scores = out + jnp.sum(embed(c) * h, axis=-1)
         if mismatched_c is None:

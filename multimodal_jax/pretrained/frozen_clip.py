@@ -53,6 +53,21 @@ class FrozenClip:
         return self.model.apply({"params": params}, self.images_in(images, mean, std),
                                 method=TwoTower.encode_image)
 
+    def image_features(self, params, images, mean, std, blocks) -> tuple:
+        """The image tower's token maps ``[B, N, width]`` after each of its encoder blocks
+        ``blocks`` (0 = the first), for images in the ``(mean, std)`` normalisation; captured
+        with Flax's ``capture_intermediates``, so gradients flow back to ``images``."""
+        _, state = self.model.apply(
+            {"params": params}, self.images_in(images, mean, std), method=TwoTower.encode_image,
+            capture_intermediates=_is_encoder_block, mutable=["intermediates"])
+        found = state["intermediates"]["image_tower"]["encoder"]
+        return tuple(found[f"block_{i}"]["__call__"][0] for i in blocks)
+
+    @property
+    def image_depth(self) -> int:
+        """The number of encoder blocks of the image tower."""
+        return self.model.image_tower.size()["depth"]
+
     def encode_text(self, params, tokens):
         """L2-normalised text embeddings of this model's tokens."""
         return self.model.apply({"params": params}, tokens, method=TwoTower.encode_text)
@@ -60,6 +75,11 @@ class FrozenClip:
     @property
     def embed_dim(self) -> int:
         return self.model.embed_dim
+
+
+def _is_encoder_block(module, method: str) -> bool:
+    """Whether ``module.method`` is an encoder block's call (``block_<i>``, remat or not)."""
+    return method == "__call__" and (module.name or "").startswith("block_")
 
 
 def load(spec: str, config: Optional[ml_collections.ConfigDict] = None, shapes_only: bool = False):

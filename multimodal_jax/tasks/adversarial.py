@@ -36,13 +36,16 @@ from multimodal_jax.data import datasets
 from multimodal_jax.data import diffaugment
 from multimodal_jax.models import factory
 from multimodal_jax.models import gan
+from multimodal_jax.models import projected_discriminator
 from multimodal_jax.parallel.mesh import AXIS
 from multimodal_jax.parallel.mesh import as_varying
 from multimodal_jax.pretrained import frozen_clip
 from multimodal_jax.tasks import adversarial_losses
 from multimodal_jax.tasks import base
+from multimodal_jax.tasks import truncation
 
 CONDITIONS = ("text", "class")
+DISCRIMINATORS = ("pixel", "projected")  # config.gan.discriminator
 
 
 class GanState(struct.PyTreeNode):
@@ -64,7 +67,7 @@ class Setup:
     """Everything static a step needs: the modules and the loss settings."""
 
     generator: gan.Generator
-    discriminator: gan.Discriminator
+    discriminator: gan.Discriminator | projected_discriminator.ProjectedDiscriminator
     clip: Optional[frozen_clip.FrozenClip] = None  # text conditioning / alignment
     loss: str = "hinge"
     z_dim: int = 64
@@ -75,10 +78,16 @@ class Setup:
     augment: tuple = diffaugment.POLICIES
     ema_half_life_images: float = 10_000.0
     ema_rampup: float = 0.05  # 0: no ramp-up
+    feature_blocks: tuple = ()  # projected D: the frozen image tower's blocks it reads
 
     @property
     def data_norm(self):
         return self.generator.mean, self.generator.std
+
+    @property
+    def projected(self) -> bool:
+        """Whether D judges the frozen image tower's features instead of the pixels."""
+        return bool(self.feature_blocks)
 
     def init_condition(self):
         """A one-example condition of the right kind, for initialisation."""
@@ -90,8 +99,9 @@ class Setup:
 # ----------------------------------------------------------------------------- building
 
 
-def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan.Discriminator]:
-    """G and D of ``config.model`` at ``config.data.image_size`` in the data normalisation."""
+def build_modules(config: ml_collections.ConfigDict, feature_blocks: tuple = ()):
+    """G and D of ``config.model`` at ``config.data.image_size`` in the data normalisation; with
+    ``feature_blocks``, D is ``config.model.projected``'s heads, one per block."""
     dtype = factory.compute_dtype(config.model.dtype)
     classes = config.condition.num_classes if config.condition.kind == "class" else 0
     data = config.data
@@ -100,6 +110,10 @@ def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan
         resolution=data.image_size, num_classes=classes, dtype=dtype, mean=mean, std=std,
         **{k: tuple(v) if isinstance(v, (list, tuple)) else v
            for k, v in config.model.generator.to_dict().items()})
+    if feature_blocks:
+        heads = config.model.projected
+        return generator, projected_discriminator.ProjectedDiscriminator(
+            len(feature_blocks), heads.width, classes, heads.spectral_norm, dtype)
     disc = config.model.discriminator.to_dict()
     discriminator = gan.Discriminator(resolution=data.image_size, num_classes=classes, dtype=dtype,
                                       widths=tuple(disc.pop("widths")), **disc)
@@ -108,11 +122,25 @@ def build_modules(config: ml_collections.ConfigDict) -> tuple[gan.Generator, gan
 
 def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> Setup:
     """The static step settings of ``config`` (``clip``: the conditioning model, or None)."""
-    generator, discriminator = build_modules(config)
+    blocks = feature_blocks(config, clip)
+    generator, discriminator = build_modules(config, blocks)
     g = config.gan
     return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
                   g.align_weight, g.r1_gamma, g.r1_interval, tuple(g.augment),
-                  g.ema_half_life_images, g.ema_rampup)
+                  g.ema_half_life_images, g.ema_rampup, blocks)
+
+
+def feature_blocks(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> tuple:
+    """The image tower's blocks a projected D reads (``config.model.projected.blocks``, () = all
+    of them), or () for the pixel D; a clear error for a block the tower does not have."""
+    if config.gan.get("discriminator", "pixel") != "projected":
+        return ()
+    depth = clip.image_depth
+    blocks = tuple(config.model.projected.blocks) or tuple(range(depth))
+    if any(not 0 <= b < depth for b in blocks) or len(set(blocks)) != len(blocks):
+        raise ValueError(f"config.model.projected.blocks={blocks}: the conditioning model's image "
+                         f"tower has blocks 0 to {depth - 1}; name each at most once (() = all).")
+    return blocks
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -126,12 +154,11 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 def create_state(setup: Setup, rng, tx_g, tx_d, frozen: Optional[dict] = None) -> GanState:
     """Fresh G and D (EMA = a copy of G), SN vectors, optimiser states; ``frozen`` holds the
     conditioning model's params (``{"clip": ...}``) for text conditioning."""
-    size = setup.generator.resolution
     cond = setup.init_condition()
     kg, kd = jax.random.split(rng)
     g_params = jax.jit(setup.generator.init)(kg, jnp.zeros((1, setup.z_dim)), cond)["params"]
     d_vars = jax.jit(functools.partial(setup.discriminator.init, update_stats=False))(
-        kd, jnp.zeros((1, size, size, 3)), cond)
+        kd, example_d_input(setup, frozen), cond)
     params = {"g": g_params, "d": d_vars["params"], "g_ema": jax.tree.map(jnp.copy, g_params)}
     return GanState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats={"d": dict(d_vars.get("batch_stats", {}))},
@@ -162,26 +189,55 @@ def condition(setup: Setup, frozen: dict, batch: dict):
     return encode_condition(setup, frozen, batch["label"] if setup.clip is None else batch["tokens"])
 
 
-def generate(setup: Setup, g_params, frozen: dict, z, raw):
+def generate(setup: Setup, g_params, frozen: dict, z, raw, psi: float = 1.0):
     """Images G draws from noise ``z`` ``[B, z_dim]`` for raw conditions ``raw`` (caption
-    tokens, or class ids), in the data normalisation (``setup.data_norm``)."""
-    return setup.generator.apply({"params": g_params}, z, encode_condition(setup, frozen, raw))
+    tokens, or class ids), in the data normalisation (``setup.data_norm``); with ``psi < 1``
+    their style vectors are truncated toward each condition's mean (``truncation.py``).
+    The one sampler: evaluation, sample grids and ``train.predict generate`` all call it."""
+    cond = encode_condition(setup, frozen, raw)
+    if psi == 1.0:  # a static float: psi = 1 is exactly G(z, c), not a lerp that rounds
+        return setup.generator.apply({"params": g_params}, z, cond)
+    variables = {"params": g_params}
+    w = setup.generator.apply(variables, z, cond, method="style")
+    w_mean = truncation.conditional_mean_style(setup.generator, variables, cond, setup.z_dim)
+    return setup.generator.apply(variables, truncation.truncate(w, w_mean, psi), method="synthesis")
 
 
-def discriminate(setup: Setup, d_params, stats, images, cond, mismatched=None):
-    """D's scores (and scores against ``mismatched`` conditions) without updating SN stats."""
-    return setup.discriminator.apply({"params": d_params, "batch_stats": stats["d"]}, images,
-                                     cond, mismatched, update_stats=False)
+def d_input(setup: Setup, frozen: dict, images):
+    """What D reads of ``images``: the pixels, or (projected D) the frozen image tower's token
+    maps after ``setup.feature_blocks``, through which gradients reach the images."""
+    if not setup.projected:
+        return images
+    return setup.clip.image_features(frozen["clip"], images, *setup.data_norm, setup.feature_blocks)
 
 
-def power_iteration(setup: Setup, d_params, stats) -> dict:
+def example_d_input(setup: Setup, frozen: Optional[dict]):
+    """Zeros shaped like one example's D input, for initialisation and power iterations (no
+    tower is run: the shapes come from ``jax.eval_shape``)."""
+    size = setup.generator.resolution
+    images = jnp.zeros((1, size, size, 3))
+    if not setup.projected:
+        return images
+    shapes = jax.eval_shape(functools.partial(d_input, setup), frozen, images)
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def discriminate(setup: Setup, d_params, stats, frozen, images, cond, mismatched=None):
+    """D's scores of ``images`` (and scores against ``mismatched`` conditions) without updating
+    SN stats; ``frozen``: the frozen models' params (the projected D's tower)."""
+    return setup.discriminator.apply({"params": d_params, "batch_stats": stats["d"]},
+                                     d_input(setup, frozen, images), cond, mismatched,
+                                     update_stats=False)
+
+
+def power_iteration(setup: Setup, d_params, stats, frozen: Optional[dict] = None) -> dict:
     """One spectral-norm power iteration per D layer; it reads only the params and vectors,
-    so replicated inputs give the same statistics on every device."""
+    so replicated inputs give the same statistics on every device. (``frozen``: the shapes of
+    a projected D's features.)"""
     if not setup.discriminator.spectral_norm:
         return stats
-    size = setup.discriminator.resolution
     _, new = setup.discriminator.apply(
-        {"params": d_params, "batch_stats": stats["d"]}, jnp.zeros((1, size, size, 3)),
+        {"params": d_params, "batch_stats": stats["d"]}, example_d_input(setup, frozen),
         setup.init_condition(), update_stats=True, mutable=["batch_stats"])
     return {"d": new["batch_stats"]}
 
@@ -216,7 +272,7 @@ def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, k
     images = _augment(setup, jnp.concatenate([real, fake.astype(real.dtype)]), k_aug)
     conds = jnp.concatenate([cond, cond])
     mismatched = jnp.concatenate([jnp.roll(cond, 1, axis=0), cond])  # real + another's caption
-    scores, other_scores = discriminate(setup, d_params, stats, images, conds, mismatched)
+    scores, other_scores = discriminate(setup, d_params, stats, frozen, images, conds, mismatched)
     real_scores, fake_scores, mismatch_scores = scores[:n], scores[n:], other_scores[:n]
     loss = adversarial_losses.d_real(real_scores, setup.loss) + adversarial_losses.d_fake(fake_scores, setup.loss)
     if setup.matching_weight:
@@ -225,7 +281,7 @@ def discriminator_loss(d_params, setup: Setup, stats, g_params, frozen, batch, k
     r1 = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # same device-variance as the branch
     if setup.r1_gamma:
         def penalty():
-            score = lambda x: jnp.sum(discriminate(setup, d_params, stats,  # noqa: E731
+            score = lambda x: jnp.sum(discriminate(setup, d_params, stats, frozen,  # noqa: E731
                                                    _augment(setup, x, k_r1), cond))
             return adversarial_losses.r1_penalty(jax.grad(score)(real))
         r1 = jax.lax.cond(step % setup.r1_interval == 0, penalty, lambda: r1)
@@ -239,7 +295,7 @@ def generator_loss(g_params, setup: Setup, d_params, stats, frozen, batch, keys)
     """This device's G loss (adversarial + alignment) and its parts."""
     cond = condition(setup, frozen, batch)
     fake = setup.generator.apply({"params": g_params}, _noise(setup, keys["z_g"], batch), cond)
-    scores = discriminate(setup, d_params, stats, _augment(setup, fake, keys["aug_g"]), cond)
+    scores = discriminate(setup, d_params, stats, frozen, _augment(setup, fake, keys["aug_g"]), cond)
     loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
     if setup.align_weight:
@@ -271,7 +327,7 @@ def train_step(state: GanState, batch: dict, rng, *, setup: Setup):
     averaged over devices."""
     keys = device_keys(rng, state.step, jax.lax.axis_index(AXIS))
     params = state.params
-    stats = power_iteration(setup, params["d"], state.batch_stats)
+    stats = power_iteration(setup, params["d"], state.batch_stats, state.frozen)
     d_grad_fn = jax.value_and_grad(discriminator_loss, has_aux=True)
     (_, d_parts), d_grads = d_grad_fn(as_varying(params["d"]), setup, stats, params["g"],
                                       state.frozen, batch, keys, state.step)
@@ -344,6 +400,14 @@ class AdversarialTask(base.Task):
                              "model (config.condition.encoder): metrics in the feature space that "
                              "trained the GAN flatter it. Name another contrastive model.")
         diffaugment.check_policy(g.augment)
+        kind = g.get("discriminator", "pixel")
+        if kind not in DISCRIMINATORS:
+            raise ValueError(f"config.gan.discriminator={kind!r}; choose one of {DISCRIMINATORS}.")
+        if kind == "projected" and config.condition.kind != "text":
+            raise ValueError("config.gan.discriminator='projected' judges images through the "
+                             "conditioning model's frozen image tower: it needs "
+                             "config.condition.kind='text' (or use 'pixel').")
+        truncation.check_psi(config.get("evaluation", {}).get("psi", 1.0), "config.evaluation.psi")
         if g.r1_gamma and g.r1_interval < 1:
             raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
         for side in ("generator", "discriminator"):
