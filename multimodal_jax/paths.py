@@ -83,6 +83,18 @@ def files_under(folder) -> list[epath.Path]:
     return found
 
 
+def copy_local_tree(source: str, target) -> list[str]:
+    """Copies every file below the local folder ``source`` to the same relative name under
+    ``target`` (local or a URL), each written whole; the relative names, sorted. For writers that
+    need a local path (safetensors): they write into a temporary folder, this puts it in place."""
+    names = sorted(os.path.relpath(os.path.join(root, name), source)
+                   for root, _, files in os.walk(source) for name in files)
+    for name in names:
+        with open(os.path.join(source, name), "rb") as f:
+            write_whole(as_path(target) / name, f.read())
+    return names
+
+
 def move_tree(source, target) -> None:
     """Renames the folder ``source`` to ``target``: locally one rename; in a bucket (folders
     are name prefixes) each object copied, then the source deleted."""

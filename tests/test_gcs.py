@@ -1,7 +1,8 @@
 """Workdirs in a Cloud Storage bucket (``gs://bucket/...``), against a local emulator
 (``tests/gcs_emulator.py``, the ``gcs_emulator`` fixture): the path layer, the probe of an
-unwritable bucket, the lock object, the run's own files, Orbax's commit mark, and a tiny run
-stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped.
+unwritable bucket, the lock object, the run's own files, Orbax's commit mark, a tiny run
+stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped, and a run's
+export written into a bucket.
 
 What these tests do not reach, and why: TensorFlow's own GCS client (``tf.io.gfile``; TFDS's
 record reading and ``tf.summary`` go through it) cannot be pointed at an emulator, so every
@@ -24,6 +25,7 @@ from multimodal_jax import inference
 from multimodal_jax import paths
 from multimodal_jax import run_files
 from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.cli import export as export_cli
 from multimodal_jax.data import datasets
 from multimodal_jax.data import tfrecord_shards
 from multimodal_jax.runtime import bucket_lock
@@ -281,21 +283,13 @@ def test_a_run_in_a_bucket_resumes_bitwise_and_evaluates(gcs_emulator, shapes_da
     np.testing.assert_allclose(embedded, inference.load(workdir).embed_texts(rows), atol=1e-6)
 
 
-def _copy_into_bucket(local: str, url: str) -> None:
-    for root, _, names in os.walk(local):
-        for name in names:
-            source = os.path.join(root, name)
-            with open(source, "rb") as f:
-                paths.write_whole(f"{url}/{os.path.relpath(source, local)}", f.read())
-
-
 def test_a_data_dir_in_a_bucket_is_checked_and_described(gcs_emulator, shapes_data_dir):
     """``data.data_dir=gs://...``: TFDS reads the dataset's info and our checks stat its shards
     through ``etils.epath`` (here gcsfs), so a shard cut short in the bucket is found before a
     run. (Its records are then read by ``tf.data`` through TensorFlow's own GCS client, which
     cannot be pointed at the emulator: not reached here.)"""
     url = _url("tfds")
-    _copy_into_bucket(shapes_data_dir, url)
+    paths.copy_local_tree(shapes_data_dir, url)
     config = tiny.tiny_shapes_config(url)
     datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
     builder = datasets.builder(config.data)
@@ -305,3 +299,45 @@ def test_a_data_dir_in_a_bucket_is_checked_and_described(gcs_emulator, shapes_da
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(tfrecord_shards.DamagedShard, match=shard.name):
         datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
+
+
+@pytest.fixture(scope="module")
+def bucket_clip_run(gcs_emulator, shapes_data_dir):
+    """A tiny contrastive run that CLIPModel and open_clip can express, trained 2 steps into
+    ``gs://bucket/clip-run`` (its CLIP BPE vocabulary in the bucket too)."""
+    workdir = _url("clip-run")
+    loop.train_and_evaluate(tiny.tiny_hf_clip_run_config(shapes_data_dir), workdir)
+    assert workdir_lib.saved_steps(workdir) == [2]
+    return workdir
+
+
+def _bucket_files(url: str) -> dict[str, bytes]:
+    return {str(p).removeprefix(url + "/"): p.read_bytes() for p in paths.files_under(url)}
+
+
+def _local_files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.slow
+def test_export_writes_into_a_bucket_what_it_writes_locally(bucket_clip_run, tmp_path):
+    """``python -m train.export --workdir gs://... --out gs://...``: the same files, byte for
+    byte, as an export of the same run into a local folder (written there, then copied in)."""
+    run = inference.load(bucket_clip_run)
+    out = _url("exports/hf")
+    done = subprocess.run([sys.executable, "-m", "train.export", "--workdir", bucket_clip_run,
+                           "--format", "hf", "--out", out], cwd=ROOT, env=test_env.with_devices(1),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].startswith(f"export: contrastive run at step 2 -> {out}")
+    export_cli.export(run, "hf", str(tmp_path / "hf"))
+    local = _local_files(tmp_path / "hf")
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(local)
+    assert _bucket_files(out) == local
+
+    out = _url("exports/open_clip")
+    files = export_cli.export(run, "open_clip", out)
+    assert files == ["open_clip_config.json", "open_clip_model.safetensors"]
+    export_cli.export(run, "open_clip", str(tmp_path / "open_clip"))
+    assert _bucket_files(out) == _local_files(tmp_path / "open_clip")
+
