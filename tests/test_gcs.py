@@ -1,8 +1,8 @@
 """Workdirs in a Cloud Storage bucket (``gs://bucket/...``), against a local emulator
 (``tests/gcs_emulator.py``, the ``gcs_emulator`` fixture): the path layer, the probe of an
 unwritable bucket, the lock object, the run's own files, Orbax's commit mark, a tiny run
-stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped, and a run's
-export written into a bucket.
+stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped, a run's
+export written into a bucket, and a model initialised from a bucket workdir (``init_from``).
 
 What these tests do not reach, and why: TensorFlow's own GCS client (``tf.io.gfile``; TFDS's
 record reading and ``tf.summary`` go through it) cannot be pointed at an emulator, so every
@@ -28,6 +28,8 @@ from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.cli import export as export_cli
 from multimodal_jax.data import datasets
 from multimodal_jax.data import tfrecord_shards
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.pretrained import init_from
 from multimodal_jax.runtime import bucket_lock
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
@@ -36,6 +38,7 @@ from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime import workdir_lock
 from multimodal_jax.runtime import write_failures
+from multimodal_jax.tasks import contrastive
 from tests import env as test_env
 from tests import runs
 from tests import tiny
@@ -341,3 +344,24 @@ def test_export_writes_into_a_bucket_what_it_writes_locally(bucket_clip_run, tmp
     export_cli.export(run, "open_clip", str(tmp_path / "open_clip"))
     assert _bucket_files(out) == _local_files(tmp_path / "open_clip")
 
+
+def test_init_from_a_bucket_workdir_gets_its_checkpoint(gcs_emulator):
+    """``init_from='workdir:gs://...'`` (both towers): a model starts with exactly the parameters
+    saved in the bucket workdir's checkpoint, not its own fresh ones."""
+    config = tiny.tiny_contrastive_config()
+    model = contrastive.build_model(config, tiny.FakeTokenizer)
+    saved = contrastive.create_state(config, model, jax.random.key(7))
+    workdir = _url("init-source")
+    writer = checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), async_save=False)
+    writer.save(jax.device_put(saved, mesh_lib.replicated(mesh_lib.data_mesh())))
+    writer.close()
+
+    config.update(init_from=f"workdir:{workdir}", init_towers="all")
+    init_from.check_spec(config.init_from)
+    started = contrastive.create_state(config, model, jax.random.key(0))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(started.params),
+                 jax.device_get(saved.params))
+    fresh = contrastive.create_state(config, model, jax.random.key(0), pretrained=False)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(),
+                                         jax.device_get(fresh.params), jax.device_get(saved.params)))
+    assert max(moved) > 1e-4  # another init: the equality above means something
