@@ -105,6 +105,19 @@ def test_a_missing_bucket_exits_2_from_the_command_line(gcs_emulator, shapes_dat
     assert "Traceback" not in result.stderr
 
 
+def test_an_export_into_a_missing_bucket_exits_2_before_loading_the_run(gcs_emulator):
+    result = subprocess.run(
+        [sys.executable, "-m", "train.export", "--config", "configs/clip_shapes_hf.py",
+         "--workdir", "/nonexistent/run", "--format", "hf", "--out", "gs://no-such-bucket/exports/hf"],
+        cwd=ROOT, env=test_env.with_devices(1), capture_output=True, text=True, timeout=300)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(ours) == 1 and ours[0].startswith(
+        "error: The export folder 'gs://no-such-bucket/exports/hf' cannot be written: writing a "
+        "test object into bucket 'no-such-bucket' failed"), result.stderr[-3000:]
+    assert ours[0].endswith("or choose another --out.") and "Traceback" not in result.stderr
+
+
 def test_other_url_kinds_are_refused():
     with pytest.raises(ValueError, match="a local path or a Cloud Storage bucket"):
         workdir_lib.check_writable("s3://bucket/run")

@@ -10,8 +10,9 @@ config (``--config`` and ``--config.FIELD=VALUE`` overrides allowed).
 
 A model the target cannot express (MAP pooling, a SentencePiece tokenizer for CLIPTokenizer,
 ...) ends with ``error: ...`` naming each difference and the field to change, exit code 2.
-``--out gs://BUCKET/...`` writes into a bucket (through ``multimodal_jax.paths``). Prints one
-line: what was written where.
+``--out gs://BUCKET/...`` writes into a bucket (through ``multimodal_jax.paths``); a bucket that
+cannot be written is an ``error: ...`` (exit code 2) before the run is loaded. Prints one line:
+what was written where.
 """
 
 import tempfile
@@ -71,6 +72,11 @@ def run() -> None:
     def main(argv):
         if len(argv) > 1:
             common.fail(f"Unexpected arguments {argv[1:]}: export takes only flags.")
+        if paths.is_url(out.value):  # a missing bucket is found before the run is loaded
+            try:
+                paths.probe_writable(out.value, "export folder", "--out")
+            except ValueError as error:
+                common.fail(str(error))
         common.keep_jax_off_absent_tpus()
         common.setup_process()
         from multimodal_jax import inference  # noqa: PLC0415 - heavy; after the flags are parsed
