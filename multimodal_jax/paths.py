@@ -83,6 +83,18 @@ def files_under(folder) -> list[epath.Path]:
     return found
 
 
+def copy_local_tree(source: str, target) -> list[str]:
+    """Copies every file below the local folder ``source`` to the same relative name under
+    ``target`` (local or a URL), each written whole; the relative names, sorted. For writers that
+    need a local path (safetensors): they write into a temporary folder, this puts it in place."""
+    names = sorted(os.path.relpath(os.path.join(root, name), source)
+                   for root, _, files in os.walk(source) for name in files)
+    for name in names:
+        with open(os.path.join(source, name), "rb") as f:
+            write_whole(as_path(target) / name, f.read())
+    return names
+
+
 def move_tree(source, target) -> None:
     """Renames the folder ``source`` to ``target``: locally one rename; in a bucket (folders
     are name prefixes) each object copied, then the source deleted."""
@@ -95,19 +107,20 @@ def move_tree(source, target) -> None:
     source.rmtree()
 
 
-def probe_writable(workdir: str) -> None:
+def probe_writable(folder: str, what: str = "workdir", flag: str = "--workdir") -> None:
     """``ValueError`` naming the bucket unless a tiny object can be written into and deleted
-    from ``workdir`` (a URL): a bucket that does not exist, is out of reach or refuses this
-    machine's credentials is found before anything heavy runs."""
-    probe = as_path(workdir) / f".write-probe-{socket.gethostname()}-{os.getpid()}"
+    from ``folder`` (a URL; ``what`` it is, given by the flag ``flag``): a bucket that does not
+    exist, is out of reach or refuses this machine's credentials is found before anything heavy
+    runs."""
+    probe = as_path(folder) / f".write-probe-{socket.gethostname()}-{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except Exception as error:  # noqa: BLE001 - every client reports this its own way
-        bucket = os.fspath(workdir).split(URL_MARK, 1)[1].split("/", 1)[0]
+        bucket = os.fspath(folder).split(URL_MARK, 1)[1].split("/", 1)[0]
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
         raise ValueError(
-            f"The workdir {workdir!r} cannot be written: writing a test object into bucket "
+            f"The {what} {folder!r} cannot be written: writing a test object into bucket "
             f"{bucket!r} failed ({reason}). Check that the bucket exists, that this machine can "
             "reach it and that its credentials may write there (gcloud storage ls "
-            f"gs://{bucket}/), or choose another --workdir.") from None
+            f"gs://{bucket}/), or choose another {flag}.") from None

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from multimodal_jax.configs import clip_shapes
-from multimodal_jax.configs import clip_shapes_hf
 from multimodal_jax.data import clip_bpe
 from multimodal_jax.models import factory
 from multimodal_jax.pretrained import hf_export
@@ -48,23 +47,10 @@ def _perturbed(params, seed: int = 1):
                                      for x, k in zip(leaves, keys)])
 
 
-def _hf_config(**image):
-    """configs/clip_shapes_hf.py at test size, with quick_gelu (OpenAI's activation)."""
-    config = tiny.tiny_contrastive_config()
-    reference = clip_shapes_hf.get_config()
-    config.tokenizer = reference.tokenizer
-    config.tokenizer.max_len = 8
-    config.model.image.update({k: reference.model.image[k]
-                               for k in ("pool", "pre_norm", "patch_bias", "final_norm", "ln_eps")})
-    config.model.text.update(pool="eos", ln_eps=1e-5, act="quick_gelu")
-    config.model.image.update(act="quick_gelu", **image)
-    return config
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A random HF-expressible two-tower model with its trained CLIP BPE vocabulary."""
-    config = _hf_config()
+    config = tiny.tiny_hf_clip_config()
     tokenizer = clip_bpe.train_clip_bpe(CAPTIONS, str(tmp_path_factory.mktemp("bpe")), 600, max_len=8)
     model = factory.build_two_tower(config.model, "softmax", tokenizer.vocab_size, tokenizer.pad_id,
                                     tokenizer.eos_id)
@@ -180,12 +166,7 @@ def test_what_a_format_cannot_express_is_named_field_by_field():
 
 @pytest.mark.slow
 def test_export_command_on_a_trained_workdir(shapes_data_dir, tmp_path):
-    config = _hf_config()
-    config.data.update(name="captioned_shapes/tiny", data_dir=shapes_data_dir, shuffle_buffer=256)
-    config.tokenizer.update(max_len=16, vocab_size=700)
-    config.model.text.max_len = 16
-    config.update(total_steps=2, checkpoint_every_steps=2, eval_every_steps=2, log_every_steps=1)
-    config.evaluation.update(batch_size=64, retrieval_examples=64)
+    config = tiny.tiny_hf_clip_run_config(shapes_data_dir)
     workdir = str(tmp_path / "run")
     loop.train_and_evaluate(config, workdir)
     assert os.path.exists(os.path.join(workdir, "clip_bpe", "vocab.json"))

@@ -1,7 +1,8 @@
 """Workdirs in a Cloud Storage bucket (``gs://bucket/...``), against a local emulator
 (``tests/gcs_emulator.py``, the ``gcs_emulator`` fixture): the path layer, the probe of an
-unwritable bucket, the lock object, the run's own files, Orbax's commit mark, and a tiny run
-stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped.
+unwritable bucket, the lock object, the run's own files, Orbax's commit mark, a tiny run
+stopped, resumed and evaluated in a bucket, bitwise equal to one that never stopped, a run's
+export written into a bucket, and a model initialised from a bucket workdir (``init_from``).
 
 What these tests do not reach, and why: TensorFlow's own GCS client (``tf.io.gfile``; TFDS's
 record reading and ``tf.summary`` go through it) cannot be pointed at an emulator, so every
@@ -24,8 +25,11 @@ from multimodal_jax import inference
 from multimodal_jax import paths
 from multimodal_jax import run_files
 from multimodal_jax import workdir as workdir_lib
+from multimodal_jax.cli import export as export_cli
 from multimodal_jax.data import datasets
 from multimodal_jax.data import tfrecord_shards
+from multimodal_jax.parallel import mesh as mesh_lib
+from multimodal_jax.pretrained import init_from
 from multimodal_jax.runtime import bucket_lock
 from multimodal_jax.runtime import checkpoint
 from multimodal_jax.runtime import config_checks
@@ -34,6 +38,7 @@ from multimodal_jax.runtime import metrics_writer
 from multimodal_jax.runtime import run_record
 from multimodal_jax.runtime import workdir_lock
 from multimodal_jax.runtime import write_failures
+from multimodal_jax.tasks import contrastive
 from tests import env as test_env
 from tests import runs
 from tests import tiny
@@ -98,6 +103,19 @@ def test_a_missing_bucket_exits_2_from_the_command_line(gcs_emulator, shapes_dat
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(ours) == 1 and "bucket 'no-such-bucket'" in ours[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+
+
+def test_an_export_into_a_missing_bucket_exits_2_before_loading_the_run(gcs_emulator):
+    result = subprocess.run(
+        [sys.executable, "-m", "train.export", "--config", "configs/clip_shapes_hf.py",
+         "--workdir", "/nonexistent/run", "--format", "hf", "--out", "gs://no-such-bucket/exports/hf"],
+        cwd=ROOT, env=test_env.with_devices(1), capture_output=True, text=True, timeout=300)
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(ours) == 1 and ours[0].startswith(
+        "error: The export folder 'gs://no-such-bucket/exports/hf' cannot be written: writing a "
+        "test object into bucket 'no-such-bucket' failed"), result.stderr[-3000:]
+    assert ours[0].endswith("or choose another --out.") and "Traceback" not in result.stderr
 
 
 def test_other_url_kinds_are_refused():
@@ -281,21 +299,13 @@ def test_a_run_in_a_bucket_resumes_bitwise_and_evaluates(gcs_emulator, shapes_da
     np.testing.assert_allclose(embedded, inference.load(workdir).embed_texts(rows), atol=1e-6)
 
 
-def _copy_into_bucket(local: str, url: str) -> None:
-    for root, _, names in os.walk(local):
-        for name in names:
-            source = os.path.join(root, name)
-            with open(source, "rb") as f:
-                paths.write_whole(f"{url}/{os.path.relpath(source, local)}", f.read())
-
-
 def test_a_data_dir_in_a_bucket_is_checked_and_described(gcs_emulator, shapes_data_dir):
     """``data.data_dir=gs://...``: TFDS reads the dataset's info and our checks stat its shards
     through ``etils.epath`` (here gcsfs), so a shard cut short in the bucket is found before a
     run. (Its records are then read by ``tf.data`` through TensorFlow's own GCS client, which
     cannot be pointed at the emulator: not reached here.)"""
     url = _url("tfds")
-    _copy_into_bucket(shapes_data_dir, url)
+    paths.copy_local_tree(shapes_data_dir, url)
     config = tiny.tiny_shapes_config(url)
     datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
     builder = datasets.builder(config.data)
@@ -305,3 +315,66 @@ def test_a_data_dir_in_a_bucket_is_checked_and_described(gcs_emulator, shapes_da
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(tfrecord_shards.DamagedShard, match=shard.name):
         datasets.check_config(config.data, prepared=True, batch_size=config.batch_size)
+
+
+@pytest.fixture(scope="module")
+def bucket_clip_run(gcs_emulator, shapes_data_dir):
+    """A tiny contrastive run that CLIPModel and open_clip can express, trained 2 steps into
+    ``gs://bucket/clip-run`` (its CLIP BPE vocabulary in the bucket too)."""
+    workdir = _url("clip-run")
+    loop.train_and_evaluate(tiny.tiny_hf_clip_run_config(shapes_data_dir), workdir)
+    assert workdir_lib.saved_steps(workdir) == [2]
+    return workdir
+
+
+def _bucket_files(url: str) -> dict[str, bytes]:
+    return {str(p).removeprefix(url + "/"): p.read_bytes() for p in paths.files_under(url)}
+
+
+def _local_files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.slow
+def test_export_writes_into_a_bucket_what_it_writes_locally(bucket_clip_run, tmp_path):
+    """``python -m train.export --workdir gs://... --out gs://...``: the same files, byte for
+    byte, as an export of the same run into a local folder (written there, then copied in)."""
+    run = inference.load(bucket_clip_run)
+    out = _url("exports/hf")
+    done = subprocess.run([sys.executable, "-m", "train.export", "--workdir", bucket_clip_run,
+                           "--format", "hf", "--out", out], cwd=ROOT, env=test_env.with_devices(1),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1].startswith(f"export: contrastive run at step 2 -> {out}")
+    export_cli.export(run, "hf", str(tmp_path / "hf"))
+    local = _local_files(tmp_path / "hf")
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= set(local)
+    assert _bucket_files(out) == local
+
+    out = _url("exports/open_clip")
+    files = export_cli.export(run, "open_clip", out)
+    assert files == ["open_clip_config.json", "open_clip_model.safetensors"]
+    export_cli.export(run, "open_clip", str(tmp_path / "open_clip"))
+    assert _bucket_files(out) == _local_files(tmp_path / "open_clip")
+
+
+def test_init_from_a_bucket_workdir_gets_its_checkpoint(gcs_emulator):
+    """``init_from='workdir:gs://...'`` (both towers): a model starts with exactly the parameters
+    saved in the bucket workdir's checkpoint, not its own fresh ones."""
+    config = tiny.tiny_contrastive_config()
+    model = contrastive.build_model(config, tiny.FakeTokenizer)
+    saved = contrastive.create_state(config, model, jax.random.key(7))
+    workdir = _url("init-source")
+    writer = checkpoint.Checkpointer(workdir_lib.checkpoint_dir(workdir), async_save=False)
+    writer.save(jax.device_put(saved, mesh_lib.replicated(mesh_lib.data_mesh())))
+    writer.close()
+
+    config.update(init_from=f"workdir:{workdir}", init_towers="all")
+    init_from.check_spec(config.init_from)
+    started = contrastive.create_state(config, model, jax.random.key(0))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(started.params),
+                 jax.device_get(saved.params))
+    fresh = contrastive.create_state(config, model, jax.random.key(0), pretrained=False)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(),
+                                         jax.device_get(fresh.params), jax.device_get(saved.params)))
+    assert max(moved) > 1e-4  # another init: the equality above means something

@@ -9,6 +9,7 @@ from flax.training import train_state
 
 from multimodal_jax.configs import caption_shapes
 from multimodal_jax.configs import clip_shapes
+from multimodal_jax.configs import clip_shapes_hf
 from multimodal_jax.configs import vit_shapes
 from multimodal_jax.parallel import mesh as mesh_lib
 
@@ -58,6 +59,32 @@ def tiny_shapes_config(data_dir: str, driver: str = "mesh"):
     config.parallel.driver = driver
     config.evaluation.batch_size = 64
     config.evaluation.retrieval_examples = 64
+    return config
+
+
+def tiny_hf_clip_config(**image):
+    """configs/clip_shapes_hf.py at test size, with quick_gelu (OpenAI's activation): a model
+    that both CLIPModel and open_clip can express."""
+    config = tiny_contrastive_config()
+    reference = clip_shapes_hf.get_config()
+    config.tokenizer = reference.tokenizer
+    config.tokenizer.max_len = 8
+    config.model.image.update({k: reference.model.image[k]
+                               for k in ("pool", "pre_norm", "patch_bias", "final_norm", "ln_eps")})
+    config.model.text.update(pool="eos", ln_eps=1e-5, act="quick_gelu")
+    config.model.image.update(act="quick_gelu", **image)
+    return config
+
+
+def tiny_hf_clip_run_config(data_dir: str):
+    """``tiny_hf_clip_config`` trained 2 steps on the tiny dataset, its CLIP BPE vocabulary
+    learned from the captions: a workdir to export, fast."""
+    config = tiny_hf_clip_config()
+    config.data.update(name="captioned_shapes/tiny", data_dir=str(data_dir), shuffle_buffer=256)
+    config.tokenizer.update(max_len=16, vocab_size=700)
+    config.model.text.max_len = 16
+    config.update(total_steps=2, checkpoint_every_steps=2, eval_every_steps=2, log_every_steps=1)
+    config.evaluation.update(batch_size=64, retrieval_examples=64)
     return config
 
 
