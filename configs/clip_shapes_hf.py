@@ -12,7 +12,7 @@ only one); the tokenizer is CLIP's byte-level BPE, its vocabulary learnt from th
 captions into WORKDIR/clip_bpe/ (CLIPTokenizer reads it) instead of SentencePiece. Sizes, loss,
 steps and optimiser are the main job's. Measured on a 2-core CPU (README, "Your images"):
 zero-shot top-1 98.4% on the test split and 83.8% on the held-out compositions (the main job:
-96.2% / 67.8%), retrieval R@1 40.1% / 37.7%; the exported CLIPModel, with its own processor and
+96.1% / 67.5%), retrieval R@1 40.1% / 37.7%; the exported CLIPModel, with its own processor and
 tokenizer in PyTorch, predicts the same class for every one of 1000 test images.
 """
 
