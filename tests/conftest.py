@@ -17,6 +17,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
     "MMJAX_TEST_CACHE", os.path.join(ROOT, ".pytest_cache", "jax_compilation_cache")))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Bucket paths go through gcsfs for the whole suite: TensorFlow's GCS client cannot be pointed at
+# the emulator (tests/gcs_emulator.py), and etils.epath decides its backend once per process, at
+# the first gs:// path any test touches, which may come before the emulator fixture runs.
+os.environ.setdefault("EPATH_USE_TF", "false")
 
 import pytest  # noqa: E402
 
