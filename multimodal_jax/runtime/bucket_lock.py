@@ -66,7 +66,7 @@ class BucketLock:
         for _ in range(10):  # the holder may release it between our read and our create
             holder, generation = self.read()
             if holder and holders.is_alive(holder) is not False:
-                raise self._held(holder)
+                raise self.held_error(holder)
             if holder:
                 log.warning("Taking over the lock of %s left by %s, which is no longer running "
                             "(it was stopped without releasing it, e.g. by kill -9).",
@@ -80,11 +80,11 @@ class BucketLock:
                 continue
             self._generation = blob.generation
             return
-        raise self._held(self.read()[0])
+        raise self.held_error(self.read()[0])
 
-    def _held(self, holder: dict, alive: Optional[bool] = None) -> holders.WorkdirLocked:
-        """The error naming ``holder`` and how to remove a lock left behind (``alive``: unused
-        here, where every holder is refused alike)."""
+    def held_error(self, holder: dict, alive: Optional[bool] = None) -> holders.WorkdirLocked:
+        """The error naming ``holder`` and how to remove a lock left behind (``alive``: as the
+        local lock's, for ``hold``; unused here, where every holder is refused alike)."""
         del alive
         who = holders.describe(holder) if holder else "another process"
         return holders.WorkdirLocked(

@@ -89,7 +89,7 @@ class WorkdirLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise self._held(self._read(fd), alive=True) from None
+            raise self.held_error(self._read(fd), alive=True) from None
         except OSError as error:
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                 raise
@@ -118,11 +118,11 @@ class WorkdirLock:
         if previous:
             alive = is_alive(previous)
             if not locked and alive is not False:  # nothing tells us it is gone
-                raise self._held(previous, alive)
+                raise self.held_error(previous, alive)
             if locked and alive is None:  # a remote holder's lock may not reach this host
-                raise self._held(previous, alive)
+                raise self.held_error(previous, alive)
             if locked and alive:  # its process runs, but does not hold the file: refuse too
-                raise self._held(previous, alive)
+                raise self.held_error(previous, alive)
             log.warning("Taking over the lock of %s left by %s, which is no longer running "
                         "(it was stopped without releasing it, e.g. by kill -9).",
                         self.workdir, describe(previous))
@@ -133,7 +133,9 @@ class WorkdirLock:
             data = data[os.write(fd, data):]
         os.fsync(fd)
 
-    def _held(self, holder: dict, alive: Optional[bool]) -> WorkdirLocked:
+    def held_error(self, holder: dict, alive: Optional[bool]) -> WorkdirLocked:
+        """The error naming ``holder`` (``alive``: whether it still runs, None when this host
+        cannot tell); ``hold`` asks either kind of lock for it."""
         who = describe(holder) if holder else "another process"
         if alive is None:
             return WorkdirLocked(
@@ -227,7 +229,7 @@ def hold(workdir: str) -> Iterator[None]:
         if error is None and not holder:  # (process 0 reports why)
             error = WorkdirLocked(f"Process 0 could not take the lock of {lock.workdir}; its "
                                   "error says why.")
-        raise error or lock._held(holder, is_alive(holder) if holder else None)
+        raise error or lock.held_error(holder, is_alive(holder) if holder else None)
     try:
         yield
     finally:
