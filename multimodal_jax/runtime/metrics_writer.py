@@ -60,6 +60,4 @@ class MetricsWriter:
         self._tb.flush()
         if self._staging is None:
             return
-        for name in sorted(os.listdir(self._staging.name)):
-            with open(os.path.join(self._staging.name, name), "rb") as f:
-                paths.write_whole(os.path.join(self.events, name), f.read())
+        paths.copy_local_tree(self._staging.name, self.events)
