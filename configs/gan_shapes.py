@@ -13,8 +13,9 @@ an existing run instead of training one into ``WORKDIR/NAME``):
   eval_encoder  a second CLIP (another seed, a smaller image tower, fewer steps) that never
                 trains the GAN: the feature space of fd_clip / kid_clip / precision / recall
                 and the CLIP score.
-  classifier    configs/vit_shapes.py (fewer steps): trained on real images, it tells the shape
-                and colour of each generated image (attribute accuracy).
+  classifier    configs/vit_shapes.py (fewer steps), on real images of the train split and the
+                first half of the heldout split: it tells the shape and colour of each
+                generated image (attribute accuracy), the never-captioned pairs included.
 
 The GAN: G (mapping network, 3 residual up-blocks with caption-modulated group norm) and a
 projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment, lazy R1,
@@ -44,6 +45,9 @@ def prerequisite_configs() -> ml_collections.ConfigDict:
     eval_encoder.eval_every_steps = eval_encoder.checkpoint_every_steps = 300
     eval_encoder.model.image.depth = 3
     classifier = vit_shapes.get_config()
+    # The judge must know the 8 held-out (shape, colour) pairs the GAN never trains on: it also
+    # trains on the first half of the heldout split; the GAN's held-out metrics use the second.
+    classifier.data.train_split = "train+heldout[:50%]"
     classifier.total_steps = 400
     classifier.eval_every_steps = classifier.checkpoint_every_steps = 200
     return ml_collections.ConfigDict(dict(
@@ -108,6 +112,12 @@ def get_config() -> ml_collections.ConfigDict:
         encoder="eval_encoder",  # a prerequisite name or "hf_clip:DIR"; never the GAN's own
         classifier="classifier",  # a classification prerequisite; "" = no attribute accuracy
         split="test", filter=("num_objects", 1), num_examples=0,  # 0 = the whole split
+        # gan/heldout/...: captions of the 8 (shape, colour) pairs no training caption names,
+        # the half of the heldout split the classifier prerequisite did not train on.
+        heldout_split="heldout[50%:]",
+        # gan/pairs/...: two-object captions of this split; the classifier reads each object
+        # in the half of the image its caption puts it in ("" = off).
+        pair_split="test",
         batch_size=256, seed=0, kid_subsets=50, kid_subset_size=500, pr_k=3,
         untrained_baseline=True, grid_size=24, grid_columns=8,
         psi=1.0))  # truncation of the evaluation's samples and grid, in [0, 1]; 1 = none

@@ -20,7 +20,9 @@ from tests import tiny_gan
 
 KEYS = ("gan/fd_clip", "gan/kid_clip", "gan/precision_clip", "gan/recall_clip", "gan/clip_score",
         "gan/attr_acc_color", "gan/attr_acc_shape", "gan/untrained/fd_clip",
-        "gan/real/attr_acc_color")
+        "gan/real/attr_acc_color", "gan/heldout/attr_acc_label", "gan/heldout/fd_clip",
+        "gan/heldout/real/attr_acc_label", "gan/pairs/attr_acc_both",
+        "gan/pairs/real/attr_acc_label_1")
 
 
 @pytest.fixture(scope="module")

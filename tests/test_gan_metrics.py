@@ -2,12 +2,15 @@
 KID about 0 on one distribution, k-NN precision / recall, CLIP score, attribute accuracy,
 and the sample grid PNG."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
 from PIL import Image
 
+from multimodal_jax.data import shapes_builder
 from multimodal_jax.evaluation import attributes
+from multimodal_jax.evaluation import gan_eval
 from multimodal_jax.evaluation import generative
 from multimodal_jax.evaluation import line_plot
 from multimodal_jax.evaluation import sample_grid
@@ -107,3 +110,26 @@ def test_line_plot_draws_each_series_in_its_colour_and_refuses_ragged_input(tmp_
     assert not (pixels == line_plot.COLOURS[2]).all(axis=1).any()  # no third series
     with pytest.raises(ValueError, match="2 values for 3 x positions"):
         line_plot.write([0.5, 0.75, 1.0], {"recall": [0.1, 0.3]}, path, x_label="psi")
+
+
+def test_grid_row_of_heldout_captions_shows_each_label_before_any_repeat():
+    batch = {"label": np.array([5, 5, 7, 5, 9, 7, 3]), "mask": np.array([1, 1, 1, 1, 1, 1, 0])}
+    assert gan_eval._one_per_label(batch, 4) == [0, 2, 4, 1]  # 3 is padding (mask 0)
+    assert gan_eval._one_per_label(batch, 10) == [0, 2, 4, 1, 3, 5]
+
+
+def test_object_crops_hold_object_one_then_object_two():
+    """On the built-in dataset's two-object scenes (every relation), the first crop of
+    ``object_crops`` holds all of object 1 and none of object 2, the second the reverse."""
+    config = shapes_builder.ShapesConfig(name="t", image_size=32)
+    scenes = [e for e in (shapes_builder.generate_example(config, "test", i, masks=True)
+                          for i in range(80)) if e["num_objects"] == 2]
+    assert len(scenes) >= 12 and {e["relation"] for e in scenes} == set(gan_eval.SIDE_OF_FIRST)
+    masks = np.stack([e["masks"] for e in scenes]).astype(np.float32)  # [N, 2, H, W]
+    side = np.array([gan_eval.SIDE_OF_FIRST[e["relation"]] for e in scenes], np.int32)
+    pixels = np.stack([masks[:, 0], masks[:, 1], np.zeros_like(masks[:, 0])], axis=-1)
+    first, second = (np.asarray(c) for c in gan_eval.object_crops(jnp.asarray(pixels), jnp.asarray(side)))
+    sums = lambda x, c: x[..., c].sum(axis=(1, 2))  # noqa: E731
+    assert (sums(first, 0) >= masks[:, 0].sum(axis=(1, 2))).all()
+    assert (sums(second, 1) >= masks[:, 1].sum(axis=(1, 2))).all()
+    assert not sums(first, 1).any() and not sums(second, 0).any()

@@ -500,6 +500,21 @@ def make_eval_dataset(
     return ds.with_options(_options())
 
 
+def read_features(data_cfg, split: str, keys: tuple[str, ...],
+                  filter: tuple[str, Any] | None = None) -> dict[str, np.ndarray]:  # noqa: A002
+    """Features ``keys`` of every example of ``split`` (after ``filter``), numbered as
+    make_eval_dataset numbers its rows (``index``); images stay undecoded, so this is cheap."""
+    ds = _read(datasets.builder(data_cfg), split, data_cfg)
+    if filter is not None:
+        ds = ds.filter(_equals(*filter))
+    ds = ds.map(lambda ex: {k: _lookup_path(ex, k) for k in keys})
+    columns = {k: [] for k in keys}
+    for example in tfds.as_numpy(ds):
+        for k in columns:
+            columns[k].append(example[k])
+    return {k: np.asarray(v) for k, v in columns.items()}
+
+
 def make_eval_iterator(
     data_cfg, split: str, tokenizer, global_batch_size: int,
     process_index: int | None = None, process_count: int | None = None,

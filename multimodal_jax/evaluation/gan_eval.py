@@ -8,7 +8,10 @@ image and its caption), ``attr_acc_label`` and, on the built-in dataset, ``attr_
 ``attr_acc_color``, all at the truncation ``config.evaluation.psi`` (1 = none; ``metrics`` takes
 any psi, for the trade-off benchmark). ``gan/real/...`` gives the same caption and attribute scores for the real
 images (the ceiling), ``gan/untrained/...`` those of the untrained generator (the floor).
-A PNG grid of samples with their captions goes to ``picture_path``.
+``gan/heldout/...``: the same metrics on ``config.evaluation.heldout_split`` (on the built-in
+dataset the (shape, colour) pairs no training caption names), where it is set.
+A PNG grid of samples with their captions goes to ``picture_path``, its last row drawn from
+held-out captions.
 """
 
 import functools
@@ -23,6 +26,7 @@ from jax.sharding import Mesh
 
 from multimodal_jax.data import datasets
 from multimodal_jax.data import pipeline
+from multimodal_jax.data import shapes_render
 from multimodal_jax.evaluation import attributes
 from multimodal_jax.evaluation import base
 from multimodal_jax.evaluation import encode
@@ -58,7 +62,7 @@ class Evaluator(base.Evaluator):
         self.psi = ev.get("psi", 1.0)  # configs recorded before truncation existed: none
         self._columns = jax.jit(self._example_columns, static_argnames="psi")
         self._generate = jax.jit(self._images, static_argnames="psi")
-        self._placed, self._baseline, self._first = None, None, None
+        self._placed, self._baseline, self._first = None, None, {}  # _first: split -> batch
 
     # --------------------------------------------------------------- jitted pieces
 
@@ -80,12 +84,14 @@ class Evaluator(base.Evaluator):
 
     # --------------------------------------------------------------- data
 
-    def _batches(self):
-        """Evaluation batches with fixed noise ``z`` and the generator's condition ``cond``."""
+    def _batches(self, split: str, where: Optional[tuple] = None):
+        """Evaluation batches of ``split`` (filtered by ``where``, default
+        ``config.evaluation.filter``) with fixed noise ``z`` and the generator's condition
+        ``cond``."""
         ev, data = self.config.evaluation, self.config.data
-        where = dict(filter=tuple(ev.get("filter") or ()) or None)
-        batches = pipeline.make_eval_iterator(data, ev.split, self.tokenizer, ev.batch_size, **where)
-        conds = (pipeline.make_eval_iterator(data, ev.split, self.cond_tokenizer, ev.batch_size, **where)
+        where = dict(filter=where or tuple(ev.get("filter") or ()) or None)
+        batches = pipeline.make_eval_iterator(data, split, self.tokenizer, ev.batch_size, **where)
+        conds = (pipeline.make_eval_iterator(data, split, self.cond_tokenizer, ev.batch_size, **where)
                  if self.text_conditioned else None)
         for i, batch in enumerate(batches):
             if ev.num_examples and i * ev.batch_size >= ev.num_examples:
@@ -93,11 +99,10 @@ class Evaluator(base.Evaluator):
             rng = np.random.default_rng([ev.seed, jax.process_index(), i])
             labels = batch.get("label", np.zeros(len(batch["image"]), np.int32))  # none: COCO
             out = {"image": batch["image"], "tokens": batch["tokens"], "label": labels,
-                   "mask": batch["mask"],
+                   "mask": batch["mask"], "index": batch["index"],
                    "z": rng.standard_normal((len(batch["image"]), self.z_dim)).astype(np.float32),
                    "cond": next(conds)["tokens"] if conds is not None else labels}
-            if self._first is None:
-                self._first = out
+            self._first.setdefault(split, out)
             yield out
 
     def _bundle(self, mesh: Mesh, g_params) -> dict:
@@ -109,10 +114,10 @@ class Evaluator(base.Evaluator):
     # --------------------------------------------------------------- metrics
 
     def _metrics(self, bundle, mesh: Mesh, prefix: str, with_real: bool,
-                 psi: float) -> dict[str, float]:
+                 psi: float, split: Optional[str] = None) -> dict[str, float]:
         ev = self.config.evaluation
         columns = functools.partial(self._columns, psi=psi)
-        result = encode.map_dataset(columns, bundle, self._batches(), mesh,
+        result = encode.map_dataset(columns, bundle, self._batches(split or ev.split), mesh,
                                     ("image", "z", "cond", "tokens"), ("label",))
         out, labels = result["out"], result["label"]
         if ev.num_examples:
@@ -155,17 +160,97 @@ class Evaluator(base.Evaluator):
         at the same ``psi`` to ``picture_path``."""
         bundle = self._bundle(mesh, g_params)
         metrics = self._metrics(bundle, mesh, "gan", with_real, psi)
+        heldout = self.config.evaluation.get("heldout_split")
+        if heldout:
+            metrics.update(self._metrics(bundle, mesh, "gan/heldout", with_real, psi, heldout))
+        if self.config.evaluation.get("pair_split") and self.classifier and self.split_attributes:
+            metrics.update(self._pair_metrics(bundle, mesh, psi))
         if picture_path and jax.process_index() == 0:
             self.write_grid(bundle, picture_path, psi)
         return metrics
 
+    def _pair_columns(self, bundle, image, z, cond_in, side, psi: float):
+        """Per two-object example: the classifier's reading of object 1's and object 2's half
+        of the generated image, then of the real one."""
+        fake = self._images(bundle, z, cond_in, psi)
+        reads = [self.classifier.predict(bundle["cls"], crop, *self.data_norm)
+                 for x in (fake, image) for crop in object_crops(x, side)]
+        return jnp.stack(reads, axis=1).astype(jnp.float32)
+
+    def _pair_metrics(self, bundle, mesh: Mesh, psi: float) -> dict[str, float]:
+        """``gan/pairs/...``: on two-object captions of ``config.evaluation.pair_split``, the
+        share of generated images whose object 1 (``attr_acc_label_1``), object 2
+        (``attr_acc_label_2``) or both (``attr_acc_both``) the classifier reads right in the
+        half of the image the caption's relation puts it in; ``gan/pairs/real/...``: the
+        same read-back of the real images (the measure's ceiling)."""
+        split, where = self.config.evaluation.pair_split, ("num_objects", 2)
+        scene = pipeline.read_features(self.config.data, split, ("relation", "label2"), where)
+        # a ClassLabel feature of the built-in dataset: ids into shapes_render.RELATIONS
+        sides = np.array([SIDE_OF_FIRST[shapes_render.RELATIONS[r]] for r in scene["relation"]], np.int32)
+
+        def batches():
+            for batch in self._batches(split, where):
+                index = np.asarray(batch["index"])
+                yield {**batch, "side": sides[index], "label2": scene["label2"][index]}
+
+        columns = functools.partial(self._pair_columns, psi=psi)
+        result = encode.map_dataset(jax.jit(columns), bundle, batches(), mesh,
+                                    ("image", "z", "cond", "side"), ("label", "label2"))
+        reads, want = result["out"].astype(np.int64), (result["label"], result["label2"])
+        metrics = {}
+        for prefix, (first, second) in (("gan/pairs", reads[:, :2].T), ("gan/pairs/real", reads[:, 2:].T)):
+            right = (first == want[0], second == want[1])
+            metrics.update({f"{prefix}/attr_acc_label_1": float(np.mean(right[0])),
+                            f"{prefix}/attr_acc_label_2": float(np.mean(right[1])),
+                            f"{prefix}/attr_acc_both": float(np.mean(right[0] & right[1]))})
+        metrics["gan/pairs/examples"] = float(len(reads))
+        return metrics
+
     def write_grid(self, bundle, path: str, psi: Optional[float] = None) -> None:
-        """The first ``grid_size`` evaluation examples' generated images, captioned; sampled at
-        ``psi`` (default: ``config.evaluation.psi``)."""
-        n = min(self.config.evaluation.grid_size, int(self._first["mask"].sum()))
+        """The first ``grid_size`` evaluation examples' generated images, captioned, then a row
+        of held-out captions (one per class first); sampled at ``psi`` (default:
+        ``config.evaluation.psi``)."""
+        ev = self.config.evaluation
         psi = self.psi if psi is None else psi
-        images = encode.gather(self._generate(bundle, self._first["z"][:n], self._first["cond"][:n],
-                                              psi=psi))
-        captions = [self.tokenizer.decode(t) for t in self._first["tokens"][:n]]
+        rows = [_take(self._first[ev.split], range(min(ev.grid_size, int(self._first[ev.split]["mask"].sum()))))]
+        if ev.get("heldout_split") and ev.heldout_split in self._first:
+            rows.append(_take(self._first[ev.heldout_split],
+                              _one_per_label(self._first[ev.heldout_split], ev.grid_columns)))
+        picked = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        images = encode.gather(self._generate(bundle, picked["z"], picked["cond"], psi=psi))
+        captions = [self.tokenizer.decode(t) for t in picked["tokens"]]
         pixels = figures.to_uint8(images, *self.data_norm)
-        sample_grid.write(pixels, captions, path, columns=self.config.evaluation.grid_columns)
+        sample_grid.write(pixels, captions, path, columns=ev.grid_columns)
+
+
+# The half of the image object 1 of a two-object scene sits in, by the caption's relation
+# (0 left, 1 right, 2 top, 3 bottom); object 2 sits in the opposite half (side ^ 1).
+SIDE_OF_FIRST = {"left of": 0, "right of": 1, "above": 2, "below": 3}
+
+
+def object_crops(images, side):
+    """``(first, second)``: for each image ``[B, H, W, C]``, the half that holds object 1 (by
+    ``side``, see SIDE_OF_FIRST) and the opposite half, each padded back to ``H x W`` by
+    repeating its edge pixels (the background), so a classifier of whole images can read it."""
+    h, w = images.shape[1:3]
+    across, down = ((0, 0), (0, 0), (w // 4, w // 4), (0, 0)), ((0, 0), (h // 4, h // 4), (0, 0), (0, 0))
+    halves = jnp.stack([jnp.pad(images[:, :, :w // 2], across, mode="edge"),
+                        jnp.pad(images[:, :, w // 2:], across, mode="edge"),
+                        jnp.pad(images[:, :h // 2], down, mode="edge"),
+                        jnp.pad(images[:, h // 2:], down, mode="edge")])
+    pick = lambda s: jnp.take_along_axis(halves, s[None, :, None, None, None], axis=0)[0]  # noqa: E731
+    return pick(side), pick(side ^ 1)
+
+
+def _take(batch: dict, indices) -> dict:
+    """The rows ``indices`` of a batch's ``z``, ``cond`` and ``tokens``."""
+    indices = np.asarray(list(indices), np.int64)
+    return {k: np.asarray(batch[k])[indices] for k in ("z", "cond", "tokens")}
+
+
+def _one_per_label(batch: dict, count: int) -> list[int]:
+    """Up to ``count`` valid rows of ``batch``, each label's first row before any second one."""
+    valid = np.flatnonzero(np.asarray(batch["mask"]) > 0)
+    _, first = np.unique(np.asarray(batch["label"])[valid], return_index=True)
+    firsts = sorted(int(i) for i in valid[first])
+    return (firsts + [int(i) for i in valid if int(i) not in firsts])[:count]
