@@ -9,7 +9,9 @@ image and its caption), ``attr_acc_label`` and, on the built-in dataset, ``attr_
 any psi, for the trade-off benchmark). ``gan/real/...`` gives the same caption and attribute scores for the real
 images (the ceiling), ``gan/untrained/...`` those of the untrained generator (the floor).
 ``gan/heldout/...``: the same metrics on ``config.evaluation.heldout_split`` (on the built-in
-dataset the (shape, colour) pairs no training caption names), where it is set.
+dataset the (shape, colour) pairs no training caption names), where it is set; ``gan/pairs/...``:
+a per-object read-back of two-object captions of ``config.evaluation.pair_split`` (built-in
+dataset, with a classifier).
 A PNG grid of samples with their captions goes to ``picture_path``, its last row drawn from
 held-out captions.
 """
@@ -62,6 +64,7 @@ class Evaluator(base.Evaluator):
         self.psi = ev.get("psi", 1.0)  # configs recorded before truncation existed: none
         self._columns = jax.jit(self._example_columns, static_argnames="psi")
         self._generate = jax.jit(self._images, static_argnames="psi")
+        self._pair_reads = jax.jit(self._pair_columns, static_argnames="psi")
         self._placed, self._baseline, self._first = None, None, {}  # _first: split -> batch
 
     # --------------------------------------------------------------- jitted pieces
@@ -193,8 +196,8 @@ class Evaluator(base.Evaluator):
                 index = np.asarray(batch["index"])
                 yield {**batch, "side": sides[index], "label2": scene["label2"][index]}
 
-        columns = functools.partial(self._pair_columns, psi=psi)
-        result = encode.map_dataset(jax.jit(columns), bundle, batches(), mesh,
+        columns = functools.partial(self._pair_reads, psi=psi)
+        result = encode.map_dataset(columns, bundle, batches(), mesh,
                                     ("image", "z", "cond", "side"), ("label", "label2"))
         reads, want = result["out"].astype(np.int64), (result["label"], result["label2"])
         metrics = {}
