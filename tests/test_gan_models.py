@@ -9,6 +9,7 @@ import pytest
 from multimodal_jax.data import diffaugment
 from multimodal_jax.models import gan
 from multimodal_jax.tasks import adversarial_losses
+from multimodal_jax.tasks import contrastive_losses
 
 B = 4
 
@@ -116,3 +117,26 @@ def test_losses():
     np.testing.assert_allclose(adversarial_losses.alignment(jnp.array([[2.0, 0.0]]), jnp.array([[0.0, 1.0]])), 1.0)
     with pytest.raises(ValueError, match="Unknown adversarial loss"):
         adversarial_losses.d_real(s, "wasserstein")
+
+
+def test_contrastive_alignment_is_clips_loss_and_spares_duplicate_captions():
+    """With distinct captions it is CLIP's symmetric cross-entropy (contrastive_losses); where
+    two examples share a caption, swapping their images changes nothing (neither is pushed
+    away from the other's copy of its own caption)."""
+    keys = jax.random.split(jax.random.key(3), 2)
+    texts = jax.random.normal(keys[0], (6, 5))
+    images = texts + 0.3 * jax.random.normal(keys[1], (6, 5))  # each near its own caption
+    unit = lambda v: v / jnp.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    distinct = jnp.eye(6, dtype=bool)
+    expected, _ = contrastive_losses.softmax_contrastive_loss(unit(images), unit(texts), 7.0)
+    np.testing.assert_allclose(
+        adversarial_losses.contrastive_alignment(images, texts, 7.0, distinct), expected, rtol=1e-6)
+    texts = texts.at[1].set(texts[0])  # examples 0 and 1 share a caption
+    images = images.at[1].set(texts[0] - 0.2 * texts[3])
+    same = distinct.at[0, 1].set(True).at[1, 0].set(True)
+    swapped = images[jnp.array([1, 0, 2, 3, 4, 5])]
+    loss = adversarial_losses.contrastive_alignment(images, texts, 7.0, same)
+    np.testing.assert_allclose(adversarial_losses.contrastive_alignment(swapped, texts, 7.0, same),
+                               loss, rtol=1e-6)
+    other = images[jnp.array([2, 1, 0, 3, 4, 5])]  # swapping distinct captions' images costs
+    assert float(adversarial_losses.contrastive_alignment(other, texts, 7.0, same)) > float(loss)

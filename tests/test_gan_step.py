@@ -52,6 +52,17 @@ def test_pmap_equals_mesh(runs):
     assert min(max(jax.tree.leaves(moved[k])) for k in moved) > 1e-4  # G, D and EMA all train
 
 
+def test_contrastive_alignment_pmap_equals_mesh():
+    """The contrastive alignment compares each image with its own device's captions only, so
+    both drivers compute the same step; it is a cross-entropy (> 0), not a cosine distance."""
+    _, setup, state = tiny_gan.setup_and_state("text", align_loss="contrastive")
+    (_, mesh), (_, pmap) = _run(setup, state, "mesh"), _run(setup, state, "pmap")
+    for (m_state, m_metrics), (p_state, p_metrics) in zip(mesh, pmap):
+        _close(p_metrics, m_metrics)
+        _close(jax.tree.map(lambda x: x[0], p_state).params, m_state.params)
+    assert all(float(metrics["align"]) > 0 for _, metrics in mesh)
+
+
 def test_sn_statistics_and_ema_are_identical_on_every_device(runs):
     """pmap keeps one copy per device: every copy of every leaf is the same, bit for bit."""
     setup, state, _, (_, pmap) = runs
@@ -149,6 +160,10 @@ def test_config_errors_are_clear():
     config = tiny_gan.tiny_gan_config()
     config.data.image_size = 24
     with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
+        adversarial.AdversarialTask.check_config(config)
+    config = tiny_gan.tiny_gan_config()
+    config.gan.align_loss = "l2"
+    with pytest.raises(ValueError, match="config.gan.align_loss='l2'; choose one of"):
         adversarial.AdversarialTask.check_config(config)
     config = tiny_gan.tiny_gan_config()
     config.evaluation.encoder = config.condition.encoder

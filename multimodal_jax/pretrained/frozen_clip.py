@@ -72,6 +72,10 @@ class FrozenClip:
         """L2-normalised text embeddings of this model's tokens."""
         return self.model.apply({"params": params}, tokens, method=TwoTower.encode_text)
 
+    def logit_scale(self, params):
+        """The model's learned temperature ``exp(logit_scale)``: how sharply it tells captions apart."""
+        return jnp.exp(params["logit_scale"])
+
     @property
     def embed_dim(self) -> int:
         return self.model.embed_dim

@@ -16,8 +16,9 @@ model in ``frozen``.
    ones with another example's condition (fake, ``matching_weight``; only where that condition
    really differs, ``truly_mismatched``), all through DiffAugment;
    lazy R1 on real images every ``r1_interval`` steps; gradients averaged over devices;
-4. G step against the updated D, plus ``align_weight`` x the cosine distance between the
-   frozen contrastive model's embeddings of its image and of its caption;
+4. G step against the updated D, plus ``align_weight`` x the alignment of the frozen
+   contrastive model's embeddings of its image and of its caption: their cosine distance, or
+   (``align_loss="contrastive"``) CLIP's cross-entropy over this device's captions;
 5. EMA of G with ramp-up, from the averaged (identical) params: identical on every device.
 """
 
@@ -73,6 +74,7 @@ class Setup:
     z_dim: int = 64
     matching_weight: float = 1.0
     align_weight: float = 0.0
+    align_loss: str = "cosine"  # or "contrastive" (adversarial_losses.ALIGNMENTS)
     r1_gamma: float = 0.0
     r1_interval: int = 16
     augment: tuple = diffaugment.POLICIES
@@ -126,8 +128,8 @@ def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.Fro
     generator, discriminator = build_modules(config, blocks)
     g = config.gan
     return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
-                  g.align_weight, g.r1_gamma, g.r1_interval, tuple(g.augment),
-                  g.ema_half_life_images, g.ema_rampup, blocks)
+                  g.align_weight, g.get("align_loss", "cosine"), g.r1_gamma, g.r1_interval,
+                  tuple(g.augment), g.ema_half_life_images, g.ema_rampup, blocks)
 
 
 def feature_blocks(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> tuple:
@@ -299,10 +301,21 @@ def generator_loss(g_params, setup: Setup, d_params, stats, frozen, batch, keys)
     loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
     if setup.align_weight:
-        image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
-        parts["align"] = adversarial_losses.alignment(image_emb, cond)
+        parts["align"] = align(setup, frozen, fake, cond, batch["tokens"])
         loss += setup.align_weight * parts["align"]
     return loss, {"g_loss": loss, **parts}
+
+
+def align(setup: Setup, frozen: dict, fake, cond, tokens):
+    """The alignment term of G's images with their captions (embedded ``cond``, tokens
+    ``tokens``) under the frozen model. The contrastive form compares each image with this
+    device's captions only: no collective, so every driver computes the same."""
+    image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
+    if setup.align_loss == "cosine":
+        return adversarial_losses.alignment(image_emb, cond)
+    same_caption = jnp.all(tokens[:, None, :] == tokens[None, :, :], axis=-1)
+    return adversarial_losses.contrastive_alignment(
+        image_emb, cond, setup.clip.logit_scale(frozen["clip"]), same_caption)
 
 
 def ema_decay(setup: Setup, step, global_batch: int):
@@ -394,6 +407,7 @@ class AdversarialTask(base.Task):
         if config.condition.kind == "class" and g.align_weight:
             raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
                              "with); set it to 0 for config.condition.kind='class'.")
+        adversarial_losses.check_alignment(g.get("align_loss", "cosine"))
         judge = config.get("evaluation", {}).get("encoder")
         if judge and config.condition.kind == "text" and judge == config.condition.get("encoder"):
             raise ValueError(f"config.evaluation.encoder={judge!r} is also the GAN's conditioning "

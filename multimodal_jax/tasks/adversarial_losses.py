@@ -1,11 +1,14 @@
 """Pure GAN losses: hinge and non-saturating adversarial terms, the R1 penalty and the
-CLIP-alignment term. Each takes one device's values and returns that device's mean; the
-train step averages them (and their gradients) over devices."""
+CLIP-alignment terms (cosine, or contrastive over the batch's captions). Each takes one
+device's values and returns that device's mean; the train step averages them (and their
+gradients) over devices."""
 
 import jax
 import jax.numpy as jnp
+import optax
 
 ADVERSARIAL = ("hinge", "non_saturating")
+ALIGNMENTS = ("cosine", "contrastive")  # config.gan.align_loss
 
 
 def check_kind(kind: str, where: str = "") -> None:
@@ -44,7 +47,29 @@ def r1_penalty(input_grads):
     return jnp.mean(jnp.sum(jnp.square(input_grads), axis=tuple(range(1, input_grads.ndim))))
 
 
+def _unit(v):
+    return v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
+
+
 def alignment(image_emb, text_emb):
     """Mean cosine distance ``1 - cos`` between each image's and its caption's embedding."""
-    unit = lambda v: v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)  # noqa: E731
-    return jnp.mean(1 - jnp.sum(unit(image_emb) * unit(text_emb), axis=-1))
+    return jnp.mean(1 - jnp.sum(_unit(image_emb) * _unit(text_emb), axis=-1))
+
+
+def contrastive_alignment(image_emb, text_emb, scale, same_caption):
+    """CLIP's symmetric cross-entropy between generated images and the batch's captions at the
+    frozen model's ``scale`` (LAFITE's contrastive term for G): each image must be nearer its own
+    caption than the other captions, not merely near it. ``same_caption`` ``[B, B]`` (bool)
+    marks pairs with one caption: their probability is shared, never pushed apart."""
+    logits = scale * _unit(image_emb) @ _unit(text_emb).T
+    targets = same_caption.astype(jnp.float32)
+    targets = targets / jnp.sum(targets, axis=-1, keepdims=True)  # symmetric: rows = columns
+    image_to_text = optax.softmax_cross_entropy(logits, targets)
+    text_to_image = optax.softmax_cross_entropy(logits.T, targets)
+    return (jnp.mean(image_to_text) + jnp.mean(text_to_image)) / 2
+
+
+def check_alignment(kind: str, where: str = "config.gan.align_loss") -> None:
+    """``ValueError`` unless ``kind`` is one of ``ALIGNMENTS``."""
+    if kind not in ALIGNMENTS:
+        raise ValueError(f"{where}={kind!r}; choose one of {ALIGNMENTS}.")
