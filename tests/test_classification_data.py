@@ -94,3 +94,15 @@ def test_train_filter_and_multilabel_keys_on_builtin(shapes_data_dir):
         next(pipeline.make_train_iterator(
             datasets.default_data_config(**{**cfg.to_dict(), "train_filter": ("objects", 1)}),
             None, 8, 0, process_index=0, process_count=1))
+
+
+def test_train_filter_off_from_the_command_line():
+    """On the command line a tuple field reads ``None`` as ``('None',)``: that is refused with
+    the form that works, ``'()'``, which turns the filter off like ``None``."""
+    config = datasets.default_data_config(name="captioned_shapes/32px",
+                                          train_filter=("num_objects", 1))
+    config.train_filter = ()
+    datasets.check_config(config, prepared=False)
+    config.train_filter = ("None",)
+    with pytest.raises(ValueError, match=r"--config.data.train_filter='\(\)'"):
+        datasets.check_config(config, prepared=False)

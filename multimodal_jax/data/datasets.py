@@ -234,7 +234,8 @@ def _check_lists(data) -> None:
     if train_filter and not (isinstance(train_filter, (tuple, list)) and len(train_filter) == 2
                              and isinstance(train_filter[0], str)):
         raise ValueError(f"config.data.train_filter must be (feature, value), e.g. "
-                         f"('num_objects', 1), or None; got {train_filter!r}.")
+                         f"('num_objects', 1), or None / () for every example (on the command line "
+                         f"--config.data.train_filter='()'); got {train_filter!r}.")
 
 
 def _check_prepared(data, where: str) -> tfds.core.DatasetBuilder:
