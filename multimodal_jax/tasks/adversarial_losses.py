@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from multimodal_jax.models import two_tower
+
 ADVERSARIAL = ("hinge", "non_saturating")
 ALIGNMENTS = ("cosine", "contrastive")  # config.gan.align_loss
 
@@ -47,13 +49,9 @@ def r1_penalty(input_grads):
     return jnp.mean(jnp.sum(jnp.square(input_grads), axis=tuple(range(1, input_grads.ndim))))
 
 
-def _unit(v):
-    return v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True) + 1e-12)
-
-
 def alignment(image_emb, text_emb):
     """Mean cosine distance ``1 - cos`` between each image's and its caption's embedding."""
-    return jnp.mean(1 - jnp.sum(_unit(image_emb) * _unit(text_emb), axis=-1))
+    return jnp.mean(1 - jnp.sum(two_tower.l2_normalize(image_emb) * two_tower.l2_normalize(text_emb), axis=-1))
 
 
 def contrastive_alignment(image_emb, text_emb, scale, same_caption):
@@ -61,7 +59,7 @@ def contrastive_alignment(image_emb, text_emb, scale, same_caption):
     frozen model's ``scale`` (LAFITE's contrastive term for G): each image must be nearer its own
     caption than the other captions, not merely near it. ``same_caption`` ``[B, B]`` (bool)
     marks pairs with one caption: their probability is shared, never pushed apart."""
-    logits = scale * _unit(image_emb) @ _unit(text_emb).T
+    logits = scale * two_tower.l2_normalize(image_emb) @ two_tower.l2_normalize(text_emb).T
     targets = same_caption.astype(jnp.float32)
     targets = targets / jnp.sum(targets, axis=-1, keepdims=True)  # symmetric: rows = columns
     image_to_text = optax.softmax_cross_entropy(logits, targets)
