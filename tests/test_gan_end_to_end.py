@@ -63,7 +63,8 @@ def test_truncation_sweep_reproduces_the_runs_evaluation_at_psi_one(text_run, tm
     lines = capsys.readouterr().out.strip().splitlines()
     figures = json.loads(lines[-1])
     for key in ("precision_clip", "recall_clip", "attr_acc_shape", "attr_acc_label", "fd_clip"):
-        assert figures[f"psi_1/{key}"] == pytest.approx(trained[f"gan/{key}"], rel=1e-5, abs=1e-6)
+        # the JSON line keeps 5 significant digits: a rounding error up to 5e-5 of the value
+        assert figures[f"psi_1/{key}"] == pytest.approx(trained[f"gan/{key}"], rel=1e-4, abs=1e-6)
         assert f"psi_0/{key}" in figures
     assert figures["psi_0/fd_clip"] != figures["psi_1/fd_clip"]  # truncation changed the samples
     assert any(line.startswith("psi ") for line in lines)
