@@ -215,3 +215,13 @@ def test_matching_term_counts_only_truly_mismatched_pairs():
     expected = (4.0 + 1.0) / 2  # hinge relu(1 + s) on the two weighted rows
     assert float(adversarial_losses.d_fake(scores, "hinge", weights)) == pytest.approx(expected)
     assert float(adversarial_losses.d_fake(scores, "hinge", jnp.zeros(4))) == 0.0
+
+
+def test_same_condition_compares_labels_where_the_batch_has_them():
+    """Two paraphrases of one class ask for the same image (the contrastive alignment shares
+    their probability, D's matching term skips them); without labels, equal tokens decide."""
+    tokens = jnp.array([[1, 2, 0], [4, 2, 0], [1, 2, 0]])
+    with_labels = adversarial.same_condition({"label": jnp.array([3, 3, 5]), "tokens": tokens})
+    np.testing.assert_array_equal(with_labels, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(adversarial.same_condition({"tokens": tokens}),
+                                  [[1, 0, 1], [0, 1, 0], [1, 0, 1]])

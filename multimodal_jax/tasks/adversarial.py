@@ -254,15 +254,22 @@ def _noise(setup: Setup, rng, batch: dict):
     return jax.random.normal(rng, (batch["image"].shape[0], setup.z_dim))
 
 
+def same_condition(batch: dict):
+    """``[B, B]`` bool: whether examples i and j ask for the same image. Compared by label where
+    the batch has one (the built-in dataset's (shape, colour) of object 1, which paraphrased
+    captions share), else by the caption's tokens."""
+    own = batch["label"] if "label" in batch else batch["tokens"]
+    equal = own[:, None] == own[None, :]
+    return equal if own.ndim == 1 else jnp.all(equal, axis=-1)
+
+
 def truly_mismatched(batch: dict):
     """1.0 for the examples whose borrowed condition (the previous example's, ``roll`` by 1)
-    really differs from their own, else 0.0: a neighbour with the same class, or the same
-    caption, would teach D to reject a correct pair. Compared by label where the batch has
-    one (the built-in dataset's (shape, colour) of object 1), else by the caption's tokens."""
-    own = batch["label"] if "label" in batch else batch["tokens"]
-    other = jnp.roll(own, 1, axis=0)
-    differs = own != other if own.ndim == 1 else jnp.any(own != other, axis=-1)
-    return differs.astype(jnp.float32)
+    really differs from their own (``same_condition``), else 0.0: a neighbour with the same
+    class, or the same caption, would teach D to reject a correct pair."""
+    same = same_condition(batch)
+    previous = jnp.roll(jnp.arange(same.shape[0]), 1)
+    return 1.0 - same[jnp.arange(same.shape[0]), previous].astype(jnp.float32)
 
 
 def generate_for_step(setup: Setup, g_params, frozen, batch, keys):
@@ -320,7 +327,7 @@ def generator_loss(fake, setup: Setup, d_params, stats, frozen, batch, cond, key
     loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
     if setup.align_weight:
-        parts["align"] = align(setup, frozen, fake, cond, batch["tokens"])
+        parts["align"] = align(setup, frozen, fake, cond, same_condition(batch))
         loss += setup.align_weight * parts["align"]
     return loss, {"g_loss": loss, **parts}
 
@@ -334,16 +341,16 @@ def generator_grads(fake, pullback, setup: Setup, d_params, stats, frozen, batch
     return g_grads, parts
 
 
-def align(setup: Setup, frozen: dict, fake, cond, tokens):
-    """The alignment term of G's images with their captions (embedded ``cond``, tokens
-    ``tokens``) under the frozen model. The contrastive form compares each image with this
-    device's captions only: no collective, so every driver computes the same."""
+def align(setup: Setup, frozen: dict, fake, cond, same):
+    """The alignment term of G's images with their captions (embedded ``cond``) under the
+    frozen model. The contrastive form compares each image with this device's captions only
+    (no collective, so every driver computes the same), sharing the probability of those that
+    ask for the same image (``same``, ``[B, B]``: ``same_condition``)."""
     image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
     if setup.align_loss == "cosine":
         return adversarial_losses.alignment(image_emb, cond)
-    same_caption = jnp.all(tokens[:, None, :] == tokens[None, :, :], axis=-1)
     return adversarial_losses.contrastive_alignment(
-        image_emb, cond, setup.clip.logit_scale(frozen["clip"]), same_caption)
+        image_emb, cond, setup.clip.logit_scale(frozen["clip"]), same)
 
 
 def ema_decay(setup: Setup, step, global_batch: int):

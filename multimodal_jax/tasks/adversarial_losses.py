@@ -54,13 +54,13 @@ def alignment(image_emb, text_emb):
     return jnp.mean(1 - jnp.sum(two_tower.l2_normalize(image_emb) * two_tower.l2_normalize(text_emb), axis=-1))
 
 
-def contrastive_alignment(image_emb, text_emb, scale, same_caption):
+def contrastive_alignment(image_emb, text_emb, scale, same):
     """CLIP's symmetric cross-entropy between generated images and the batch's captions at the
     frozen model's ``scale`` (LAFITE's contrastive term for G): each image must be nearer its own
-    caption than the other captions, not merely near it. ``same_caption`` ``[B, B]`` (bool)
-    marks pairs with one caption: their probability is shared, never pushed apart."""
+    caption than the other captions, not merely near it. ``same`` ``[B, B]`` (bool) marks
+    pairs that ask for the same image: their probability is shared, never pushed apart."""
     logits = scale * two_tower.l2_normalize(image_emb) @ two_tower.l2_normalize(text_emb).T
-    targets = same_caption.astype(jnp.float32)
+    targets = same.astype(jnp.float32)
     targets = targets / jnp.sum(targets, axis=-1, keepdims=True)  # symmetric: rows = columns
     image_to_text = optax.softmax_cross_entropy(logits, targets)
     text_to_image = optax.softmax_cross_entropy(logits.T, targets)
