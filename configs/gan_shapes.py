@@ -18,10 +18,12 @@ an existing run instead of training one into ``WORKDIR/NAME``):
                 generated image (attribute accuracy), the never-captioned pairs included.
 
 The GAN: G (mapping network, 3 residual up-blocks with caption-modulated group norm) and a
-projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment, lazy R1,
+projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment, R1 (on 1 in
+``r1_interval`` real images at every step: lazy R1's cost without a lax.cond),
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter="()"`` trains on all).
-Measured on a 2-core CPU: see README (GAN section) for the table and its command.
+Measured on a 2-core CPU from nothing (2026-12-06): 37 min in all, the GAN 22.7 min; at step
+2000 shape 80.9%, colour 99.7%, fd_clip 0.0058, held-out label 53.4% (README, GAN section).
 
 Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
 each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
@@ -104,7 +106,7 @@ def get_config() -> ml_collections.ConfigDict:
         # "cosine": their cosine distance; "contrastive": CLIP's cross-entropy over the batch's
         # captions (each image nearer its own caption than the others').
         align_loss="cosine",
-        r1_gamma=0.1, r1_interval=16,  # lazy R1 on real images
+        r1_gamma=0.1, r1_interval=16,  # R1 on batch // 16 real images at every step
         # DiffAugment: translation only here (35k images are plenty; colour jitter blurs the
         # colour words, cutout can hide the object); ("color", "translation", "cutout") for
         # small datasets, () = off.

@@ -93,7 +93,7 @@ def test_a_given_prerequisite_workdir_must_hold_a_checkpoint(tmp_path):
 
 
 def test_a_stopped_and_resumed_gan_ends_bitwise_equal(text_run, shapes_data_dir, tmp_path):
-    """Noise, DiffAugment and lazy R1 follow the step (keys ``fold_in(step)``), so a GAN run
+    """Noise, DiffAugment and R1 follow the step (keys ``fold_in(step)``), so a GAN run
     stopped and resumed ends with the parameters (G, D and the EMA G) of one never stopped."""
     _, text_workdir, _ = text_run
     config = tiny_gan.tiny_gan_config(shapes_data_dir, kind="class")

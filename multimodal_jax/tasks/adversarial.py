@@ -294,8 +294,8 @@ def discriminator_loss(d_params, setup: Setup, stats, frozen, batch, cond, fake,
 
     R1 is taken at every step on the first ``r1_slice`` real images, unscaled: the same cost and
     expected gradient as lazy R1 (the whole batch every ``r1_interval`` steps, scaled by the
-    interval), without a ``lax.cond``, in which XLA:CPU ran the double backward 24x slower
-    (2.0 s against 83 ms for batch 64: README, GAN section)."""
+    interval), without a ``lax.cond``, in which XLA:CPU ran the double backward 33x slower
+    (2.0 s against 61 ms at batch 64: ``python -m benchmarks.gan_r1``)."""
     fake = jax.lax.stop_gradient(fake)
     k_aug, k_r1 = jax.random.split(keys["aug_d"])
     real, n = batch["image"], batch["image"].shape[0]
