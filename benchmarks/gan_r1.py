@@ -23,7 +23,6 @@ import numpy as np  # noqa: E402
 
 from multimodal_jax.configs import gan_shapes  # noqa: E402
 from multimodal_jax.tasks import adversarial  # noqa: E402
-from multimodal_jax.tasks import adversarial_losses  # noqa: E402
 
 BATCH, CLASSES = 64, 24
 
@@ -36,9 +35,7 @@ def r1_grad_fns(setup, stats):
     key = jax.random.key(0)
 
     def r1(d, k):
-        score = lambda x: jnp.sum(adversarial.discriminate(  # noqa: E731
-            setup, d, stats, {}, adversarial._augment(setup, x, key), labels[:k]))
-        return setup.r1_gamma / 2 * adversarial_losses.r1_penalty(jax.grad(score)(real[:k]))
+        return setup.r1_gamma / 2 * adversarial.r1_at(setup, d, stats, {}, real[:k], labels[:k], key)
 
     def cond_full(d, step):
         return jax.lax.cond(step % setup.r1_interval == 0, lambda: r1(d, BATCH), lambda: 0.0)

@@ -90,27 +90,21 @@ def _shard(batch, index):
 
 def _grad_fns(setup):
     """Jitted D and G gradients of one device's slice, given its keys (no collectives)."""
-    def fake(state, shard, keys):  # G's images, recomputed: no pullback kept between phases
-        cond = adversarial.condition(setup, state.frozen, shard)
-        z = jax.random.normal(keys["z"], (shard["image"].shape[0], setup.z_dim))
-        draw = lambda g: setup.generator.apply({"params": g}, z, cond)  # noqa: E731
-        return cond, draw
-
     @jax.jit
     def d_grads(state, shard, keys):
         stats = adversarial.power_iteration(setup, state.params["d"], state.batch_stats)
-        cond, draw = fake(state, shard, keys)
+        cond, fake, _ = adversarial.generate_for_step(setup, state.params["g"], state.frozen,
+                                                      shard, keys)
         return jax.grad(adversarial.discriminator_loss, has_aux=True)(
-            state.params["d"], setup, stats, state.frozen, shard, cond, draw(state.params["g"]),
-            keys)[0]
+            state.params["d"], setup, stats, state.frozen, shard, cond, fake, keys)[0]
 
     @jax.jit
-    def g_grads(state, d_params, shard, keys):
+    def g_grads(state, d_params, shard, keys):  # G's images drawn again: the same draw
         stats = adversarial.power_iteration(setup, state.params["d"], state.batch_stats)
-        cond, draw = fake(state, shard, keys)
-        loss = lambda g: adversarial.generator_loss(  # noqa: E731
-            draw(g), setup, d_params, stats, state.frozen, shard, cond, keys)
-        return jax.grad(loss, has_aux=True)(state.params["g"])[0]
+        cond, fake, pullback = adversarial.generate_for_step(setup, state.params["g"],
+                                                             state.frozen, shard, keys)
+        return adversarial.generator_grads(fake, pullback, setup, d_params, stats, state.frozen,
+                                           shard, cond, keys)[0]
     return d_grads, g_grads
 
 

@@ -288,12 +288,20 @@ def r1_slice(n: int, interval: int) -> int:
     return max(1, n // interval)
 
 
+def r1_at(setup: Setup, d_params, stats, frozen, real, cond, rng):
+    """The R1 penalty of D at the real images ``real`` (with their conditions ``cond``), seen
+    through DiffAugment drawn from ``rng``; unscaled."""
+    score = lambda x: jnp.sum(discriminate(setup, d_params, stats, frozen,  # noqa: E731
+                                           _augment(setup, x, rng), cond))
+    return adversarial_losses.r1_penalty(jax.grad(score)(real))
+
+
 def discriminator_loss(d_params, setup: Setup, stats, frozen, batch, cond, fake, keys):
     """This device's D loss and its parts (no collectives: the step averages). Real and
     generated images go through DiffAugment and D together, in one pass.
 
-    R1 is taken at every step on the first ``r1_slice`` real images, unscaled: the same cost and
-    expected gradient as lazy R1 (the whole batch every ``r1_interval`` steps, scaled by the
+    R1 is taken at every step on the first ``r1_slice`` real images, unscaled: the same FLOPs
+    and expected gradient as lazy R1 (the whole batch every ``r1_interval`` steps, scaled by the
     interval), without a ``lax.cond``, in which XLA:CPU ran the double backward 33x slower
     (2.0 s against 61 ms at batch 64: ``python -m benchmarks.gan_r1``)."""
     fake = jax.lax.stop_gradient(fake)
@@ -308,16 +316,14 @@ def discriminator_loss(d_params, setup: Setup, stats, frozen, batch, cond, fake,
     if setup.matching_weight:
         loss += setup.matching_weight * adversarial_losses.d_fake(mismatch_scores, setup.loss,
                                                           truly_mismatched(batch))
-    r1 = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # varies by device, as the others
+    penalty = jnp.zeros((), jnp.float32) + 0.0 * real_scores[0]  # varies by device, as the others
     if setup.r1_gamma:
         k = r1_slice(n, setup.r1_interval)
-        score = lambda x: jnp.sum(discriminate(setup, d_params, stats, frozen,  # noqa: E731
-                                               _augment(setup, x, k_r1), cond[:k]))
-        r1 = adversarial_losses.r1_penalty(jax.grad(score)(real[:k]))
-        loss += setup.r1_gamma / 2 * r1
+        penalty = r1_at(setup, d_params, stats, frozen, real[:k], cond[:k], k_r1)
+        loss += setup.r1_gamma / 2 * penalty
     return loss, {"d_loss": loss, "real_score": jnp.mean(real_scores),
                   "fake_score": jnp.mean(fake_scores),
-                  "mismatch_score": jnp.mean(mismatch_scores), "r1": r1}
+                  "mismatch_score": jnp.mean(mismatch_scores), "r1": penalty}
 
 
 def generator_loss(fake, setup: Setup, d_params, stats, frozen, batch, cond, keys):
