@@ -1,6 +1,7 @@
 """GAN modules, DiffAugment and losses: shapes, the data range, conditions, spectral-norm
 statistics, differentiable augmentation and the loss formulas."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +35,44 @@ def test_generator_output_shape_and_data_range(num_classes):
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5 and pixels.std() > 0.01
     other = apply(params, c[::-1])
     assert np.abs(np.asarray(other - x)).max() > 1e-3  # the condition matters
+
+
+@pytest.mark.parametrize("height,width", [(4, 4), (3, 5)])
+def test_upsample_conv_is_conv_after_nearest_upsampling(height, width):
+    """G's low-resolution form of conv3x3(upsample(x)): nn.Conv's parameters (same names, same
+    initial values) and its outputs and gradients, borders included."""
+    x = jax.random.normal(jax.random.key(0), (2, height, width, 5))
+    fast, plain = gan.UpsampleConv(6), nn.Conv(6, (3, 3))
+    params = fast.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, plain.init(jax.random.key(1), gan.upsample(x)))
+    np.testing.assert_array_equal(params["params"]["kernel"],
+                                  plain.init(jax.random.key(1), gan.upsample(x))["params"]["kernel"])
+    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
+
+    def loss(module, params, x, upsampled):
+        y = module.apply(params, gan.upsample(x) if upsampled else x)
+        return jnp.sum(jnp.sin(y)), y
+
+    (_, want), want_grads = jax.value_and_grad(loss, (1, 2), has_aux=True)(plain, params, x, True)
+    (_, got), got_grads = jax.value_and_grad(loss, (1, 2), has_aux=True)(fast, params, x, False)
+    assert got.shape == (2, 2 * height, 2 * width, 6)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-5)
+
+
+def test_modulated_norm_is_group_norm_then_modulation():
+    """The folded form equals ``nn.GroupNorm`` (no affine) then ``x * (1 + gamma) + beta``."""
+    x = 3 * jax.random.normal(jax.random.key(0), (2, 4, 4, 12)) + 1
+    w = jax.random.normal(jax.random.key(1), (2, 5))
+    norm = gan.ModulatedNorm(groups=8)  # gcd(8, 12) = 4 groups
+    params = norm.init(jax.random.key(2), x, w)
+    params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(3), p.shape), params)
+    gamma, beta = jnp.split(nn.Dense(24).apply({"params": params["params"]["Dense_0"]}, w), 2, -1)
+    grouped = nn.GroupNorm(num_groups=4, use_bias=False, use_scale=False)
+    want = grouped.apply({}, x) * (1 + gamma[:, None, None]) + beta[:, None, None]
+    np.testing.assert_allclose(norm.apply(params, x, w), want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("spectral_norm", [True, False])

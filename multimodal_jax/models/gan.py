@@ -69,19 +69,72 @@ class ConditionEmbedding(nn.Module):
 
 
 class ModulatedNorm(nn.Module):
-    """Group norm without learned affine, then ``x * (1 + gamma(w)) + beta(w)``."""
+    """Group norm without learned affine, then ``x * (1 + gamma(w)) + beta(w)``.
+
+    Both are folded into one scale and shift per example and channel, applied to ``x`` in a
+    single pass (the statistics as ``nn.GroupNorm`` takes them: ``E[x^2] - E[x]^2``, epsilon
+    1e-6): forward and backward at 32 px take about half the time of ``nn.GroupNorm`` followed
+    by the modulation on XLA:CPU.
+    """
 
     groups: int = 8
     dtype: Dtype = jnp.float32
+    epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x, w):
-        channels = x.shape[-1]
-        x = nn.GroupNorm(num_groups=math.gcd(self.groups, channels), use_bias=False,
-                         use_scale=False, dtype=self.dtype)(x)
+        batch, channels = x.shape[0], x.shape[-1]
+        groups = math.gcd(self.groups, channels)
+        stats_x = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(batch, -1, groups,
+                                                                           channels // groups)
+        mean = jnp.mean(stats_x, axis=(1, 3))
+        var = jnp.maximum(jnp.mean(jnp.square(stats_x), axis=(1, 3)) - jnp.square(mean), 0.0)
+        per_channel = lambda v: jnp.repeat(v, channels // groups, axis=-1)  # noqa: E731
         gamma, beta = jnp.split(nn.Dense(2 * channels, kernel_init=nn.initializers.zeros,
                                          dtype=self.dtype)(w), 2, axis=-1)
-        return x * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
+        scale = per_channel(jax.lax.rsqrt(var + self.epsilon)) * (1 + gamma)
+        shift = beta - per_channel(mean) * scale
+        return (x * scale[:, None, None, :].astype(self.dtype)
+                + shift[:, None, None, :].astype(self.dtype)).astype(self.dtype)
+
+
+def _phase_kernel(kernel, phase: int, axis: int):
+    """The 3-tap kernel along ``axis`` as the 2 taps that output phase ``phase`` of a nearest-
+    upsampled input reads: phase 0 sees rows (i-1, i, i) of the input, phase 1 rows (i, i, i+1)."""
+    k0, k1, k2 = jnp.split(kernel, 3, axis=axis)
+    return jnp.concatenate([k0, k1 + k2] if phase == 0 else [k0 + k1, k2], axis=axis)
+
+
+class UpsampleConv(nn.Module):
+    """``Conv3x3(upsample(x))`` (SAME padding), computed at the input's resolution.
+
+    Each of the four output phases (row and column parity) of a 3x3 convolution over a nearest-
+    upsampled map is a 2x2 convolution over the map itself, with the 3x3 kernel's taps summed:
+    16 taps per input pixel instead of 36, the same function and parameters as ``nn.Conv``
+    applied after ``upsample`` (2.25x fewer FLOPs; ~1.9x faster forward+backward on XLA:CPU,
+    ``benchmarks/gan_upsample_conv.py``).
+    """
+
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (3, 3, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        rows = []
+        for a in (0, 1):
+            row_kernel = _phase_kernel(kernel, a, axis=0)
+            phases = [jax.lax.conv_general_dilated(
+                x, _phase_kernel(row_kernel, b, axis=1), (1, 1),
+                [(1 - a, a), (1 - b, b)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                for b in (0, 1)]
+            rows.append(jnp.stack(phases, axis=3))  # [B, H, W, 2 (column phase), C]
+        y = jnp.stack(rows, axis=2)  # [B, H, 2 (row phase), W, 2, C]
+        batch, height, _, width, _, channels = y.shape
+        return y.reshape(batch, 2 * height, 2 * width, channels) + bias
 
 
 class UpBlock(nn.Module):
@@ -94,7 +147,8 @@ class UpBlock(nn.Module):
     @nn.compact
     def __call__(self, x, w):
         conv = lambda k, name: nn.Conv(self.features, (k, k), dtype=self.dtype, name=name)  # noqa: E731
-        h = conv(3, "conv1")(upsample(_act(ModulatedNorm(self.groups, self.dtype)(x, w))))
+        h = UpsampleConv(self.features, self.dtype, name="conv1")(
+            _act(ModulatedNorm(self.groups, self.dtype)(x, w)))
         h = conv(3, "conv2")(_act(ModulatedNorm(self.groups, self.dtype)(h, w)))
         return h + upsample(conv(1, "skip")(x))
 
