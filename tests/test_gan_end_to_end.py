@@ -47,6 +47,8 @@ def test_text_to_image_trains_from_nothing_and_evaluates(text_run, capsys):
     cli.print_metrics(evaluate_checkpoint.evaluate_latest(config, workdir))
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["step"] == config.total_steps
+    # The loop's evaluator read the real images' side from its cache (its second evaluation);
+    # this fresh one computes it: the same figures.
     for key in KEYS:
         assert key in printed, key
         assert printed[key] == pytest.approx(trained[key], rel=1e-5, abs=1e-6), key

@@ -62,28 +62,39 @@ class Evaluator(base.Evaluator):
         self.split_attributes = datasets.is_builtin(config.data.name)
         self.initial_params = initial_params
         self.psi = ev.get("psi", 1.0)  # configs recorded before truncation existed: none
-        self._columns = jax.jit(self._example_columns, static_argnames="psi")
+        self._fake_columns = jax.jit(self._generated_columns, static_argnames="psi")
+        self._real_columns = jax.jit(self._reference_columns)
         self._generate = jax.jit(self._images, static_argnames="psi")
         self._pair_reads = jax.jit(self._pair_columns, static_argnames="psi")
+        self._real_pair_reads = jax.jit(self._real_pair_columns)
         self._placed, self._baseline, self._first = None, None, {}  # _first: split -> batch
+        # What does not depend on G (real images, captions), computed once per split: the
+        # judges are fixed for the evaluator's life.
+        self._real = {}
+        self._inputs = {}  # (split, filter) -> its batches without images (_generator_inputs)
 
     # --------------------------------------------------------------- jitted pieces
 
     def _images(self, bundle, z, cond_in, psi: float):
         return self.generate(bundle["g"], bundle["frozen"], z, cond_in, psi)
 
-    def _example_columns(self, bundle, image, z, cond_in, tokens, psi: float):
-        """Per example: real, generated and caption embeddings, then the classifier's
-        predictions for the generated and the real image."""
-        fake = self._images(bundle, z, cond_in, psi)
-        norm = self.data_norm
-        columns = [self.encoder.encode_image(bundle["enc"], image, *norm),
-                   self.encoder.encode_image(bundle["enc"], fake, *norm),
-                   self.encoder.encode_text(bundle["enc"], tokens)]
+    def _judged(self, bundle, images):
+        """Per image: its embedding, then (with a classifier) its predicted class."""
+        columns = [self.encoder.encode_image(bundle["enc"], images, *self.data_norm)]
         if self.classifier is not None:
-            columns += [self.classifier.predict(bundle["cls"], x, *norm)[:, None].astype(jnp.float32)
-                        for x in (fake, image)]
-        return jnp.concatenate(columns, axis=1)
+            columns.append(self.classifier.predict(bundle["cls"], images, *self.data_norm)[:, None]
+                           .astype(jnp.float32))
+        return columns
+
+    def _generated_columns(self, bundle, z, cond_in, psi: float):
+        """Per example: the generated image's embedding and predicted class."""
+        return jnp.concatenate(self._judged(bundle, self._images(bundle, z, cond_in, psi)), axis=1)
+
+    def _reference_columns(self, bundle, image, tokens):
+        """Per example: the real image's embedding and predicted class, then the caption's
+        embedding."""
+        return jnp.concatenate(self._judged(bundle, image)
+                               + [self.encoder.encode_text(bundle["enc"], tokens)], axis=1)
 
     # --------------------------------------------------------------- data
 
@@ -108,6 +119,15 @@ class Evaluator(base.Evaluator):
             self._first.setdefault(split, out)
             yield out
 
+    def _generator_inputs(self, split: str, where: Optional[tuple] = None) -> list[dict]:
+        """``_batches(split, where)`` without their images: what the generated side reads
+        (noise, conditions, labels, masks), kept after the first read so that later
+        evaluations do not read and decode the split again."""
+        if (split, where) not in self._inputs:
+            self._inputs[(split, where)] = [{k: v for k, v in batch.items() if k != "image"}
+                                            for batch in self._batches(split, where)]
+        return self._inputs[(split, where)]
+
     def _bundle(self, mesh: Mesh, g_params) -> dict:
         """The judges' params replicated on ``mesh`` (placed once), with ``g_params``."""
         if self._placed is None or self._placed[0] is not mesh:
@@ -119,14 +139,18 @@ class Evaluator(base.Evaluator):
     def _metrics(self, bundle, mesh: Mesh, prefix: str, with_real: bool,
                  psi: float, split: Optional[str] = None) -> dict[str, float]:
         ev = self.config.evaluation
-        columns = functools.partial(self._columns, psi=psi)
-        result = encode.map_dataset(columns, bundle, self._batches(split or ev.split), mesh,
-                                    ("image", "z", "cond", "tokens"), ("label",))
-        out, labels = result["out"], result["label"]
+        split = split or ev.split
+        columns = functools.partial(self._fake_columns, psi=psi)
+        out = encode.map_dataset(columns, bundle, self._generator_inputs(split), mesh,
+                                 ("z", "cond"))["out"]
+        if split not in self._real:
+            self._real[split] = encode.map_dataset(self._real_columns, bundle, self._batches(split),
+                                                   mesh, ("image", "tokens"), ("label",))
+        real_out, labels = self._real[split]["out"], self._real[split]["label"]
         if ev.num_examples:
-            out, labels = out[:ev.num_examples], labels[:ev.num_examples]
+            out, real_out, labels = (a[:ev.num_examples] for a in (out, real_out, labels))
         dim = self.encoder.embed_dim
-        real, fake, text = out[:, :dim], out[:, dim:2 * dim], out[:, 2 * dim:3 * dim]
+        real, fake, text = real_out[:, :dim], out[:, :dim], real_out[:, -dim:]
         kid, kid_std = generative.kid(real, fake, ev.kid_subsets, ev.kid_subset_size, ev.seed)
         precision, recall = generative.precision_recall(real, fake, ev.pr_k)
         metrics = {"fd_clip": generative.frechet_distance(real, fake), "kid_clip": kid,
@@ -135,12 +159,13 @@ class Evaluator(base.Evaluator):
         if with_real:
             metrics["real/clip_score"] = generative.clip_score(real, text)
         if self.classifier is not None:
-            predicted = out[:, 3 * dim:].astype(np.int64)
-            for name, value in attributes.attribute_accuracy(predicted[:, 0], labels,
+            predicted = {"fake": out[:, dim].astype(np.int64),
+                         "real": real_out[:, dim].astype(np.int64)}
+            for name, value in attributes.attribute_accuracy(predicted["fake"], labels,
                                                              self.split_attributes).items():
                 metrics[f"attr_acc_{name}"] = value
             if with_real:
-                for name, value in attributes.attribute_accuracy(predicted[:, 1], labels,
+                for name, value in attributes.attribute_accuracy(predicted["real"], labels,
                                                                  self.split_attributes).items():
                     metrics[f"real/attr_acc_{name}"] = value
         return {f"{prefix}/{k}": v for k, v in metrics.items()}
@@ -172,12 +197,15 @@ class Evaluator(base.Evaluator):
             self.write_grid(bundle, picture_path, psi)
         return metrics
 
-    def _pair_columns(self, bundle, image, z, cond_in, side, psi: float):
+    def _pair_columns(self, bundle, z, cond_in, side, psi: float):
         """Per two-object example: the classifier's reading of object 1's and object 2's half
-        of the generated image, then of the real one."""
-        fake = self._images(bundle, z, cond_in, psi)
+        of the generated image."""
+        return self._real_pair_columns(bundle, self._images(bundle, z, cond_in, psi), side)
+
+    def _real_pair_columns(self, bundle, image, side):
+        """The same reading of the images ``image`` (the real ones, for the ceiling)."""
         reads = [self.classifier.predict(bundle["cls"], crop, *self.data_norm)
-                 for x in (fake, image) for crop in object_crops(x, side)]
+                 for crop in object_crops(image, side)]
         return jnp.stack(reads, axis=1).astype(jnp.float32)
 
     def _pair_metrics(self, bundle, mesh: Mesh, psi: float) -> dict[str, float]:
@@ -187,19 +215,23 @@ class Evaluator(base.Evaluator):
         half of the image the caption's relation puts it in; ``gan/pairs/real/...``: the
         same read-back of the real images (the measure's ceiling)."""
         split, where = self.config.evaluation.pair_split, ("num_objects", 2)
-        scene = pipeline.read_features(self.config.data, split, ("relation", "label2"), where)
-        # a ClassLabel feature of the built-in dataset: ids into shapes_render.RELATIONS
-        sides = np.array([SIDE_OF_FIRST[shapes_render.RELATIONS[r]] for r in scene["relation"]], np.int32)
+        sides, label2 = self._pair_scenes(split, where)
 
-        def batches():
-            for batch in self._batches(split, where):
+        def with_scenes(batches):
+            for batch in batches:
                 index = np.asarray(batch["index"])
-                yield {**batch, "side": sides[index], "label2": scene["label2"][index]}
+                yield {**batch, "side": sides[index], "label2": label2[index]}
 
         columns = functools.partial(self._pair_reads, psi=psi)
-        result = encode.map_dataset(columns, bundle, batches(), mesh,
-                                    ("image", "z", "cond", "side"), ("label", "label2"))
-        reads, want = result["out"].astype(np.int64), (result["label"], result["label2"])
+        fake = encode.map_dataset(columns, bundle, with_scenes(self._generator_inputs(split, where)),
+                                  mesh, ("z", "cond", "side"))["out"]
+        if ("pairs", split) not in self._real:
+            self._real[("pairs", split)] = encode.map_dataset(
+                self._real_pair_reads, bundle, with_scenes(self._batches(split, where)), mesh,
+                ("image", "side"), ("label", "label2"))
+        real = self._real[("pairs", split)]
+        reads = np.concatenate([fake, real["out"]], axis=1).astype(np.int64)
+        want = (real["label"], real["label2"])
         metrics = {}
         for prefix, (first, second) in (("gan/pairs", reads[:, :2].T), ("gan/pairs/real", reads[:, 2:].T)):
             right = (first == want[0], second == want[1])
@@ -208,6 +240,17 @@ class Evaluator(base.Evaluator):
                             f"{prefix}/attr_acc_both": float(np.mean(right[0] & right[1]))})
         metrics["gan/pairs/examples"] = float(len(reads))
         return metrics
+
+    def _pair_scenes(self, split: str, where: tuple):
+        """``(side, label2)`` per example of ``split``'s two-object scenes (read once): the half
+        object 1 sits in (SIDE_OF_FIRST) and object 2's label."""
+        if ("scenes", split) not in self._real:
+            scene = pipeline.read_features(self.config.data, split, ("relation", "label2"), where)
+            # a ClassLabel feature of the built-in dataset: ids into shapes_render.RELATIONS
+            sides = np.array([SIDE_OF_FIRST[shapes_render.RELATIONS[r]] for r in scene["relation"]],
+                             np.int32)
+            self._real[("scenes", split)] = (sides, np.asarray(scene["label2"]))
+        return self._real[("scenes", split)]
 
     def write_grid(self, bundle, path: str, psi: Optional[float] = None) -> None:
         """The first ``grid_size`` evaluation examples' generated images, captioned, then a row
