@@ -68,8 +68,9 @@ class Evaluator(base.Evaluator):
         self._pair_reads = jax.jit(self._pair_columns, static_argnames="psi")
         self._real_pair_reads = jax.jit(self._real_pair_columns)
         self._placed, self._baseline, self._first = None, None, {}  # _first: split -> batch
-        # What does not depend on G (real images, captions), computed once per split: the
-        # judges are fixed for the evaluator's life.
+        # What does not depend on G, computed once (the judges are fixed for the evaluator's
+        # life): split -> the real images' and captions' columns; ("pairs", split) -> the real
+        # two-object read-back; ("scenes", split) -> (side, label2) of its two-object scenes.
         self._real = {}
         self._inputs = {}  # (split, filter) -> its batches without images (_generator_inputs)
 
