@@ -68,11 +68,11 @@ class Evaluator(base.Evaluator):
         self._pair_reads = jax.jit(self._pair_columns, static_argnames="psi")
         self._real_pair_reads = jax.jit(self._real_pair_columns)
         self._placed, self._baseline, self._first = None, None, {}  # _first: split -> batch
-        # What does not depend on G, computed once (the judges are fixed for the evaluator's
-        # life): split -> the real images' and captions' columns; ("pairs", split) -> the real
-        # two-object read-back; ("scenes", split) -> (side, label2) of its two-object scenes.
-        self._real = {}
-        self._inputs = {}  # (split, filter) -> its batches without images (_generator_inputs)
+        # What does not depend on G, by split, computed once (the judges are fixed for the
+        # evaluator's life): the real images' and captions' columns, the real two-object
+        # read-back, (side, label2) of the two-object scenes.
+        self._real, self._real_pairs, self._scenes = {}, {}, {}
+        self._inputs = {}  # (split, filter) -> its batches without images (_read)
 
     # --------------------------------------------------------------- jitted pieces
 
@@ -120,13 +120,21 @@ class Evaluator(base.Evaluator):
             self._first.setdefault(split, out)
             yield out
 
+    def _read(self, split: str, where: Optional[tuple] = None):
+        """``_batches(split, where)``, keeping each batch without its image (what the generated
+        side reads: noise, conditions, labels, masks) for ``_generator_inputs``."""
+        kept = []
+        for batch in self._batches(split, where):
+            kept.append({k: v for k, v in batch.items() if k != "image"})
+            yield batch
+        self._inputs[(split, where)] = kept
+
     def _generator_inputs(self, split: str, where: Optional[tuple] = None) -> list[dict]:
-        """``_batches(split, where)`` without their images: what the generated side reads
-        (noise, conditions, labels, masks), kept after the first read so that later
-        evaluations do not read and decode the split again."""
+        """The image-less batches ``_read`` kept (reading the split now if it never ran), so
+        that evaluations do not read and decode a split again."""
         if (split, where) not in self._inputs:
-            self._inputs[(split, where)] = [{k: v for k, v in batch.items() if k != "image"}
-                                            for batch in self._batches(split, where)]
+            for _ in self._read(split, where):
+                pass
         return self._inputs[(split, where)]
 
     def _bundle(self, mesh: Mesh, g_params) -> dict:
@@ -141,12 +149,12 @@ class Evaluator(base.Evaluator):
                  psi: float, split: Optional[str] = None) -> dict[str, float]:
         ev = self.config.evaluation
         split = split or ev.split
+        if split not in self._real:
+            self._real[split] = encode.map_dataset(self._real_columns, bundle, self._read(split),
+                                                   mesh, ("image", "tokens"), ("label",))
         columns = functools.partial(self._fake_columns, psi=psi)
         out = encode.map_dataset(columns, bundle, self._generator_inputs(split), mesh,
                                  ("z", "cond"))["out"]
-        if split not in self._real:
-            self._real[split] = encode.map_dataset(self._real_columns, bundle, self._batches(split),
-                                                   mesh, ("image", "tokens"), ("label",))
         real_out, labels = self._real[split]["out"], self._real[split]["label"]
         if ev.num_examples:
             out, real_out, labels = (a[:ev.num_examples] for a in (out, real_out, labels))
@@ -223,14 +231,14 @@ class Evaluator(base.Evaluator):
                 index = np.asarray(batch["index"])
                 yield {**batch, "side": sides[index], "label2": label2[index]}
 
+        if split not in self._real_pairs:
+            self._real_pairs[split] = encode.map_dataset(
+                self._real_pair_reads, bundle, with_scenes(self._read(split, where)), mesh,
+                ("image", "side"), ("label", "label2"))
         columns = functools.partial(self._pair_reads, psi=psi)
         fake = encode.map_dataset(columns, bundle, with_scenes(self._generator_inputs(split, where)),
                                   mesh, ("z", "cond", "side"))["out"]
-        if ("pairs", split) not in self._real:
-            self._real[("pairs", split)] = encode.map_dataset(
-                self._real_pair_reads, bundle, with_scenes(self._batches(split, where)), mesh,
-                ("image", "side"), ("label", "label2"))
-        real = self._real[("pairs", split)]
+        real = self._real_pairs[split]
         reads = np.concatenate([fake, real["out"]], axis=1).astype(np.int64)
         want = (real["label"], real["label2"])
         metrics = {}
@@ -245,13 +253,13 @@ class Evaluator(base.Evaluator):
     def _pair_scenes(self, split: str, where: tuple):
         """``(side, label2)`` per example of ``split``'s two-object scenes (read once): the half
         object 1 sits in (SIDE_OF_FIRST) and object 2's label."""
-        if ("scenes", split) not in self._real:
+        if split not in self._scenes:
             scene = pipeline.read_features(self.config.data, split, ("relation", "label2"), where)
             # a ClassLabel feature of the built-in dataset: ids into shapes_render.RELATIONS
             sides = np.array([SIDE_OF_FIRST[shapes_render.RELATIONS[r]] for r in scene["relation"]],
                              np.int32)
-            self._real[("scenes", split)] = (sides, np.asarray(scene["label2"]))
-        return self._real[("scenes", split)]
+            self._scenes[split] = (sides, np.asarray(scene["label2"]))
+        return self._scenes[split]
 
     def write_grid(self, bundle, path: str, psi: Optional[float] = None) -> None:
         """The first ``grid_size`` evaluation examples' generated images, captioned, then a row
