@@ -50,12 +50,12 @@ def main(argv=None) -> None:
     args = common.base_parser(__doc__).parse_args(argv)
     rounds, steps, warmup = common.timing_args(args)
     widths = gan_shapes.get_config().model.generator.widths
-    sides = [s for i in range(len(widths) - 1)
-             for s in block_sides(4 * 2 ** i, widths[i], widths[i + 1])]
+    sizes = [4 * 2 ** i for i in range(len(widths) - 1)]
+    sides = [s for i, size in enumerate(sizes) for s in block_sides(size, widths[i], widths[i + 1])]
     times = common.interleaved(sides, rounds, steps, warmup)
     ms = {name: 1000 * float(np.median(t)) for name, t in times.items()}
-    rows, blocks = [], sorted({name.split("/")[0] for name in ms}, key=lambda b: int(b[:-2]))
-    for block in blocks:
+    rows = []
+    for block in (f"{size}px" for size in sizes):
         plain, phases = ms[f"{block}/plain"], ms[f"{block}/phases"]
         rows.append([block, f"{plain:.1f}", f"{phases:.1f}", f"{plain / phases:.2f}x"])
     total = {k: sum(v for n, v in ms.items() if n.endswith(k)) for k in ("plain", "phases")}
