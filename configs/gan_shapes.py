@@ -31,7 +31,10 @@ precision, recall and attribute accuracy against psi. ``--config.gan.discriminat
 swaps the pixel D for heads on the conditioning CLIP's frozen image tower (measured only on a
 400-step short run: README). ``--config.gan.align_loss=contrastive`` makes G's CLIP term a
 cross-entropy over the batch's captions instead of the cosine pull (measured at 500 steps:
-README). G's widths and the learning rates were chosen by a 500-step sweep (README).
+README); ``cosine_to_real`` caps that pull at the real image's own agreement with its caption
+(measured at 2000 steps: README). ``python -m benchmarks.gan_alignment_gap --workdir W`` reads
+G's images with the conditioning CLIP beside the judge. G's widths and the learning rates were
+chosen by a 500-step sweep (README).
 """
 
 import ml_collections
@@ -104,7 +107,8 @@ def get_config() -> ml_collections.ConfigDict:
         matching_weight=1.0,  # real image + another example's caption counts as fake
         align_weight=1.0,  # G: CLIP(image) vs CLIP(caption), weight of align_loss; 0 = off
         # "cosine": their cosine distance; "contrastive": CLIP's cross-entropy over the batch's
-        # captions (each image nearer its own caption than the others').
+        # captions (each image nearer its own caption than the others'); "cosine_to_real": the
+        # cosine pull capped at the real image's own cosine with that caption (README).
         align_loss="cosine",
         r1_gamma=0.1, r1_interval=16,  # R1 on batch // 16 real images at every step
         # DiffAugment: translation only here (35k images are plenty; colour jitter blurs the

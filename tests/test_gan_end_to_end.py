@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from benchmarks import gan_alignment_gap
 from benchmarks import gan_truncation
 from multimodal_jax import workdir as workdir_lib
 from multimodal_jax.cli import common as cli
@@ -73,6 +74,22 @@ def test_truncation_sweep_reproduces_the_runs_evaluation_at_psi_one(text_run, tm
     assert os.path.getsize(plot) > 0 and sorted(os.listdir(grids)) == ["psi_0.png", "psi_1.png"]
     with pytest.raises(ValueError, match="must be a number in"):
         gan_truncation.sweep(workdir, [1.2])
+
+
+def test_alignment_gap_reads_the_runs_images_as_its_evaluation_does(text_run, capsys):
+    """``benchmarks/gan_alignment_gap.py``: the judge's accuracy on G's and on the real images
+    is the run's own evaluation figure (same examples, same noise); the conditioning CLIP's
+    readings are accuracies and cosines."""
+    _, workdir, trained = text_run
+    gan_alignment_gap.main(["--workdir", workdir])
+    lines = capsys.readouterr().out.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for split, prefix in (("test", "gan"), ("heldout[50%:]", "gan/heldout")):
+        for side, key in (("fake", f"{prefix}/attr_acc_label"), ("real", f"{prefix}/real/attr_acc_label")):
+            assert figures[f"{split}/{side}/judge_label_acc"] == pytest.approx(trained[key], abs=1e-4)
+            assert 0 <= figures[f"{split}/{side}/clip_label_acc"] <= 1
+            assert -1 <= figures[f"{split}/{side}/cos_p10"] <= figures[f"{split}/{side}/cos_p90"] <= 1
+    assert any(line.startswith("split ") for line in lines)
 
 
 def test_class_conditional_variant_on_existing_prerequisites(text_run, shapes_data_dir, tmp_path):

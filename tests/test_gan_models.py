@@ -179,3 +179,22 @@ def test_contrastive_alignment_is_clips_loss_and_spares_duplicate_captions():
                                loss, rtol=1e-6)
     other = images[jnp.array([2, 1, 0, 3, 4, 5])]  # swapping distinct captions' images costs
     assert float(adversarial_losses.contrastive_alignment(other, texts, 7.0, same)) > float(loss)
+
+
+def test_alignment_to_real_pulls_only_up_to_the_real_images_cosine():
+    """Each generated image is pulled toward its caption until it is as near as the real image
+    of that caption: below that the gradient is the cosine pull's, beyond it zero; the real
+    images get no gradient (they are the reference, not a parameter)."""
+    text = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    real = jnp.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])  # cos 0.707 with each caption
+    fake = jnp.array([[1.0, 0.1], [1.0, 3.0], [3.0, 1.0]])  # nearer, further, further
+    cos = lambda e: np.sum(e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+                           * text / np.linalg.norm(text, axis=1, keepdims=True), axis=1)
+    want = np.mean(np.maximum(cos(np.asarray(real)) - cos(np.asarray(fake)), 0))
+    np.testing.assert_allclose(adversarial_losses.alignment_to_real(fake, real, text), want, rtol=1e-6)
+    assert cos(np.asarray(fake))[0] > cos(np.asarray(real))[0] and want > 0
+    g_fake, g_real = jax.grad(adversarial_losses.alignment_to_real, argnums=(0, 1))(fake, real, text)
+    assert np.all(np.asarray(g_fake[0]) == 0) and np.abs(np.asarray(g_fake[1:])).min() > 0
+    assert np.all(np.asarray(g_real) == 0)
+    pull = jax.grad(adversarial_losses.alignment)(fake[1:], text[1:])  # the plain pull's gradient
+    np.testing.assert_allclose(g_fake[1:] * 3, pull * 2, rtol=1e-5)  # (means over 3 and 2)

@@ -19,7 +19,8 @@ model in ``frozen``.
    ``discriminator_loss``); gradients averaged over devices;
 4. G step against the updated D on the same generated images (one G forward per step, its
    pullback kept from step 3), plus ``align_weight`` x the alignment of the frozen
-   contrastive model's embeddings of its image and of its caption: their cosine distance, or
+   contrastive model's embeddings of its image and of its caption: their cosine distance
+   (``"cosine_to_real"``: capped at the batch's real image of that caption), or
    (``align_loss="contrastive"``) CLIP's cross-entropy over this device's captions;
 5. EMA of G with ramp-up, from the averaged (identical) params: identical on every device.
 """
@@ -333,7 +334,7 @@ def generator_loss(fake, setup: Setup, d_params, stats, frozen, batch, cond, key
     loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
     if setup.align_weight:
-        parts["align"] = align(setup, frozen, fake, cond, same_condition(batch))
+        parts["align"] = align(setup, frozen, fake, cond, batch)
         loss += setup.align_weight * parts["align"]
     return loss, {"g_loss": loss, **parts}
 
@@ -347,16 +348,20 @@ def generator_grads(fake, pullback, setup: Setup, d_params, stats, frozen, batch
     return g_grads, parts
 
 
-def align(setup: Setup, frozen: dict, fake, cond, same):
+def align(setup: Setup, frozen: dict, fake, cond, batch: dict):
     """The alignment term of G's images with their captions (embedded ``cond``) under the
-    frozen model. The contrastive form compares each image with this device's captions only
-    (no collective, so every driver computes the same), sharing the probability of those that
-    ask for the same image (``same``, ``[B, B]``: ``same_condition``)."""
-    image_emb = setup.clip.encode_image(frozen["clip"], fake, *setup.data_norm)
+    frozen model. ``cosine_to_real`` caps each pull at the batch's real image of the same
+    caption. The contrastive form compares each image with this device's captions only (no
+    collective, so every driver computes the same), sharing the probability of those that
+    ask for the same image (``same_condition``)."""
+    encode = lambda images: setup.clip.encode_image(frozen["clip"], images, *setup.data_norm)  # noqa: E731
+    image_emb = encode(fake)
     if setup.align_loss == "cosine":
         return adversarial_losses.alignment(image_emb, cond)
+    if setup.align_loss == "cosine_to_real":
+        return adversarial_losses.alignment_to_real(image_emb, encode(batch["image"]), cond)
     return adversarial_losses.contrastive_alignment(
-        image_emb, cond, setup.clip.logit_scale(frozen["clip"]), same)
+        image_emb, cond, setup.clip.logit_scale(frozen["clip"]), same_condition(batch))
 
 
 def ema_decay(setup: Setup, step, global_batch: int):

@@ -10,7 +10,7 @@ import optax
 from multimodal_jax.models import two_tower
 
 ADVERSARIAL = ("hinge", "non_saturating")
-ALIGNMENTS = ("cosine", "contrastive")  # config.gan.align_loss
+ALIGNMENTS = ("cosine", "contrastive", "cosine_to_real")  # config.gan.align_loss
 
 
 def check_kind(kind: str, where: str = "") -> None:
@@ -52,6 +52,17 @@ def r1_penalty(input_grads):
 def alignment(image_emb, text_emb):
     """Mean cosine distance ``1 - cos`` between each image's and its caption's embedding."""
     return jnp.mean(1 - jnp.sum(two_tower.l2_normalize(image_emb) * two_tower.l2_normalize(text_emb), axis=-1))
+
+
+def alignment_to_real(image_emb, real_emb, text_emb):
+    """The cosine pull capped at the real image's own: ``relu(cos(real, text) - cos(image,
+    text))``, averaged. G's image is pulled toward its caption only as far as the real image of
+    that caption sits from it, so the frozen model's agreement cannot be bought beyond what real
+    images earn (G's images otherwise end nearer their captions than real images, 0.93 against
+    0.89 at step 2000 of the default: patterns the frozen tower reads, not shapes)."""
+    text = two_tower.l2_normalize(text_emb)
+    cos = lambda e: jnp.sum(two_tower.l2_normalize(e) * text, axis=-1)  # noqa: E731
+    return jnp.mean(jax.nn.relu(jax.lax.stop_gradient(cos(real_emb)) - cos(image_emb)))
 
 
 def contrastive_alignment(image_emb, text_emb, scale, same):
