@@ -26,36 +26,30 @@ import os  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def read_split(task, g_params, judge, judge_params, split: str, num_examples: int) -> dict:
-    """Per example of ``split`` (the evaluation's filter): label, the judge's class of G's
-    image and of the real one, and the conditioning CLIP's embeddings of image, real image and
-    caption."""
+def read_split(task, g_params, split: str, num_examples: int) -> dict:
+    """Per example of ``split``, as the run's evaluation reads it (``Evaluator.batches``: its
+    filter, its fixed noise): label, the judge's class of G's image and of the real one, and
+    the conditioning CLIP's embeddings of image, real image and caption."""
     import jax  # noqa: PLC0415
 
-    from multimodal_jax.data import pipeline  # noqa: PLC0415
     from multimodal_jax.tasks import adversarial  # noqa: PLC0415
 
-    config, setup, frozen = task.config, task.setup, task.frozen
-    ev = config.evaluation
+    setup, frozen, evaluator = task.setup, task.frozen, task.evaluator
+    judge, judge_params = evaluator.classifier, evaluator.host_params["cls"]
     norm = setup.data_norm
 
     @jax.jit
     def columns(z, tokens, real):
-        cond = adversarial.encode_condition(setup, frozen, tokens)
         fake = adversarial.generate(setup, g_params, frozen, z, tokens)
         embed = lambda images: setup.clip.encode_image(frozen["clip"], images, *norm)  # noqa: E731
         return {"fake_class": judge.predict(judge_params, fake, *norm),
                 "real_class": judge.predict(judge_params, real, *norm),
-                "fake": embed(fake), "real": embed(real), "text": cond}
+                "fake": embed(fake), "real": embed(real),
+                "text": adversarial.encode_condition(setup, frozen, tokens)}
 
-    where = tuple(ev.get("filter") or ()) or None
     out = []
-    batches = pipeline.make_eval_iterator(config.data, split, task.tokenizer, ev.batch_size,
-                                          filter=where)
-    for i, batch in enumerate(batches):
-        z = np.random.default_rng([ev.seed, 0, i]).standard_normal(  # the evaluation's noise
-            (len(batch["image"]), setup.z_dim)).astype(np.float32)
-        got = jax.device_get(columns(z, batch["tokens"], batch["image"]))
+    for batch in evaluator.batches(split):
+        got = jax.device_get(columns(batch["z"], batch["cond"], batch["image"]))
         keep = batch["mask"].astype(bool)
         out.append({"label": batch["label"][keep], **{k: v[keep] for k, v in got.items()}})
         if num_examples and sum(len(o["label"]) for o in out) >= num_examples:
@@ -94,7 +88,6 @@ def measure(workdir: str, num_examples: int = 0) -> dict[str, dict[str, float]]:
     import jax  # noqa: PLC0415
 
     from multimodal_jax import tasks  # noqa: PLC0415
-    from multimodal_jax.evaluation import attributes  # noqa: PLC0415
     from multimodal_jax.pretrained import init_from  # noqa: PLC0415
     from multimodal_jax.runtime import prerequisites  # noqa: PLC0415
     from multimodal_jax.runtime import run_record  # noqa: PLC0415
@@ -108,10 +101,9 @@ def measure(workdir: str, num_examples: int = 0) -> dict[str, dict[str, float]]:
     config = prerequisites.resolve(config, workdir)
     num_examples = num_examples or config.evaluation.num_examples
     task = tasks.get_task(config.task)(config, workdir)
-    judge, judge_params = attributes.load(config, config.evaluation.classifier)
     g_params = jax.device_get(init_from.restore_params(workdir)["g_ema"])
     splits = [config.evaluation.split] + [s for s in [config.evaluation.get("heldout_split")] if s]
-    return {split: readings(read_split(task, g_params, judge, judge_params, split, num_examples))
+    return {split: readings(read_split(task, g_params, split, num_examples))
             for split in splits}
 
 

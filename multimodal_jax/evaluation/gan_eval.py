@@ -99,10 +99,11 @@ class Evaluator(base.Evaluator):
 
     # --------------------------------------------------------------- data
 
-    def _batches(self, split: str, where: Optional[tuple] = None):
+    def batches(self, split: str, where: Optional[tuple] = None):
         """Evaluation batches of ``split`` (filtered by ``where``, default
         ``config.evaluation.filter``) with fixed noise ``z`` and the generator's condition
-        ``cond``."""
+        ``cond``: the examples and noise of every reading of this evaluation (benchmarks that
+        read G's images beside it take theirs from here)."""
         ev, data = self.config.evaluation, self.config.data
         where = dict(filter=where or tuple(ev.get("filter") or ()) or None)
         batches = pipeline.make_eval_iterator(data, split, self.tokenizer, ev.batch_size, **where)
@@ -121,10 +122,10 @@ class Evaluator(base.Evaluator):
             yield out
 
     def _read(self, split: str, where: Optional[tuple] = None):
-        """``_batches(split, where)``, keeping each batch without its image (what the generated
+        """``batches(split, where)``, keeping each batch without its image (what the generated
         side reads: noise, conditions, labels, masks) for ``_generator_inputs``."""
         kept = []
-        for batch in self._batches(split, where):
+        for batch in self.batches(split, where):
             kept.append({k: v for k, v in batch.items() if k != "image"})
             yield batch
         self._inputs[(split, where)] = kept

@@ -111,8 +111,8 @@ class UpsampleConv(nn.Module):
     Each of the four output phases (row and column parity) of a 3x3 convolution over a nearest-
     upsampled map is a 2x2 convolution over the map itself, with the 3x3 kernel's taps summed:
     16 taps per input pixel instead of 36, the same function and parameters as ``nn.Conv``
-    applied after ``upsample`` (2.25x fewer FLOPs; 1.78x faster forward+backward over G's three blocks on XLA:CPU,
-    ``benchmarks/gan_upsample_conv.py``).
+    applied after ``upsample`` (2.25x fewer FLOPs; 1.78x faster forward+backward over G's three
+    blocks on XLA:CPU, ``benchmarks/gan_upsample_conv.py``).
     """
 
     features: int
