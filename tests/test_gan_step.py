@@ -193,6 +193,10 @@ def test_config_errors_are_clear():
     config.evaluation.encoder = config.condition.encoder
     with pytest.raises(ValueError, match="also the GAN's conditioning model"):
         adversarial.AdversarialTask.check_config(config)
+    config = tiny_gan.tiny_gan_config()
+    config.optim.d.decay_from = 1.5
+    with pytest.raises(ValueError, match="config.optim.d.decay_from must be in"):
+        adversarial.AdversarialTask.check_config(config)
     from multimodal_jax.configs import gan_coco64  # noqa: PLC0415
     from multimodal_jax.configs import gan_shapes  # noqa: PLC0415
     from multimodal_jax.configs import gan_shapes_classcond  # noqa: PLC0415
@@ -222,3 +226,31 @@ def test_same_condition_compares_labels_where_the_batch_has_them():
     np.testing.assert_array_equal(with_labels, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
     np.testing.assert_array_equal(adversarial.same_condition({"tokens": tokens}),
                                   [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
+
+
+def test_learning_rate_is_constant_then_linear_to_its_end_value():
+    config = tiny_gan.tiny_gan_config().optim.g
+    assert adversarial.learning_rate(config, 8) == config.lr  # a float: Adam keeps no count
+    config.update(decay_from=0.75, end_lr_ratio=0.1)
+    rate = adversarial.learning_rate(config, 8)
+    np.testing.assert_allclose([rate(s) for s in (0, 5, 6, 7, 8, 9)],
+                               config.lr * np.array([1, 1, 1, 0.55, 0.1, 0.1]), rtol=1e-6)
+
+
+def test_the_decaying_rate_updates_as_the_constant_one_before_its_decay():
+    """Before ``decay_from`` the scheduled Adam's updates equal the constant one's bitwise, so a
+    run with the decay is the default run until then."""
+    config = tiny_gan.tiny_gan_config().optim.g
+    decaying = config.copy_and_resolve_references()
+    decaying.decay_from = 0.5
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)}
+    constant, scheduled = (adversarial.make_optimizer(c, 8) for c in (config, decaying))
+    states = [constant.init(params), scheduled.init(params)]
+    for step in range(6):
+        grads = {"w": jnp.sin(params["w"] * (step + 1))}
+        (u_c, states[0]), (u_s, states[1]) = (tx.update(grads, st, params) for tx, st in
+                                              zip((constant, scheduled), states))
+        if step <= 4:  # the rate at step 4 (= 0.5 * 8) is the decay's start, still lr
+            np.testing.assert_array_equal(u_s["w"], u_c["w"])
+        else:
+            assert float(jnp.abs(u_s["w"]).max()) < float(jnp.abs(u_c["w"]).max())

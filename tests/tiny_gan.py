@@ -75,8 +75,8 @@ def setup_and_state(kind: str = "text", **gan_overrides):
         frozen = {"clip": frozen}
     setup = adversarial.make_setup(config, clip)
     state = adversarial.create_state(setup, jax.random.key(0),
-                                     adversarial.make_optimizer(config.optim.g),
-                                     adversarial.make_optimizer(config.optim.d), frozen)
+                                     adversarial.make_optimizer(config.optim.g, config.total_steps),
+                                     adversarial.make_optimizer(config.optim.d, config.total_steps), frozen)
     return config, setup, state
 
 

@@ -148,9 +148,22 @@ def feature_blocks(config: ml_collections.ConfigDict, clip: Optional[frozen_clip
     return blocks
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam at a constant rate (GAN practice: b1 = 0, b2 = 0.99), optional clipping."""
-    adam = optax.adam(config.lr, b1=config.b1, b2=config.b2, eps=config.eps)
+def learning_rate(config: ml_collections.ConfigDict, total_steps: int):
+    """``config.lr``, constant (GAN practice) or, with ``decay_from`` < 1, constant for that
+    fraction of the run and then linear to ``lr * end_lr_ratio`` at ``total_steps`` (the
+    pix2pix / CycleGAN tail). A plain float when constant, so Adam's state has no count."""
+    start = config.get("decay_from", 1.0)
+    if start >= 1.0:
+        return config.lr
+    begin = int(round(start * total_steps))
+    tail = optax.linear_schedule(config.lr, config.lr * config.get("end_lr_ratio", 0.0),
+                                 max(total_steps - begin, 1))
+    return optax.join_schedules([optax.constant_schedule(config.lr), tail], [begin])
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """Adam (GAN practice: b1 = 0, b2 = 0.99) at ``learning_rate``, optional clipping."""
+    adam = optax.adam(learning_rate(config, total_steps), b1=config.b1, b2=config.b2, eps=config.eps)
     if config.get("grad_clip_norm"):
         return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
     return adam
@@ -469,6 +482,11 @@ class AdversarialTask(base.Task):
                              "conditioning model's frozen image tower: it needs "
                              "config.condition.kind='text' (or use 'pixel').")
         truncation.check_psi(config.get("evaluation", {}).get("psi", 1.0), "config.evaluation.psi")
+        for side in ("g", "d"):
+            start = config.optim[side].get("decay_from", 1.0)
+            if not 0.0 <= start <= 1.0:
+                raise ValueError(f"config.optim.{side}.decay_from must be in [0, 1] (the fraction "
+                                 f"of the run before the rate decays; 1 = constant), got {start}.")
         if g.r1_gamma and g.r1_interval < 1:
             raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
         for side in ("generator", "discriminator"):
@@ -480,8 +498,9 @@ class AdversarialTask(base.Task):
         frozen = self.frozen
         if self.shapes_only:  # abstract params: zeros of their shapes (traced, never made)
             frozen = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), frozen)
-        return create_state(self.setup, rng, make_optimizer(self.config.optim.g),
-                            make_optimizer(self.config.optim.d), frozen)
+        steps = self.config.total_steps
+        return create_state(self.setup, rng, make_optimizer(self.config.optim.g, steps),
+                            make_optimizer(self.config.optim.d, steps), frozen)
 
     def initial_params(self) -> dict:
         """The untrained params (from the config's seed), for the evaluation's baseline."""

@@ -44,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
         weight_decay=0.1, grad_clip_norm=1.0))
 
 
-OPTIONAL_FIELDS = ("mu_dtype", "layer_decay")  # beside default_config()'s
+OPTIONAL_FIELDS = ("mu_dtype", "layer_decay", "decay_from")  # beside default_config()'s
 MU_DTYPES = (None, "", "float32", "bfloat16")
 
 
