@@ -482,11 +482,6 @@ class AdversarialTask(base.Task):
                              "conditioning model's frozen image tower: it needs "
                              "config.condition.kind='text' (or use 'pixel').")
         truncation.check_psi(config.get("evaluation", {}).get("psi", 1.0), "config.evaluation.psi")
-        for side in ("g", "d"):
-            start = config.optim[side].get("decay_from", 1.0)
-            if not 0.0 <= start <= 1.0:
-                raise ValueError(f"config.optim.{side}.decay_from must be in [0, 1] (the fraction "
-                                 f"of the run before the rate decays; 1 = constant), got {start}.")
         if g.r1_gamma and g.r1_interval < 1:
             raise ValueError(f"config.gan.r1_interval must be >= 1, got {g.r1_interval}.")
         for side in ("generator", "discriminator"):

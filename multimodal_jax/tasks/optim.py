@@ -65,6 +65,9 @@ def check_config(block: ml_collections.ConfigDict, where: str = "config.optim") 
                              f"({type(value).__name__}).")
     if block.lr <= 0:
         raise ValueError(f"{where}.lr must be positive, got {block.lr}.")
+    if not 0.0 <= block.get("decay_from", 1.0) <= 1.0:
+        raise ValueError(f"{where}.decay_from must be in [0, 1] (the fraction of the run before "
+                         f"the rate decays; 1 = constant), got {block.decay_from}.")
     if block.get("mu_dtype") not in MU_DTYPES:
         raise ValueError(f"{where}.mu_dtype={block.get('mu_dtype')!r}; choose 'bfloat16', "
                          "'float32' or ''.")
