@@ -22,10 +22,10 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 ``r1_interval`` real images at every step: lazy R1's cost without a lax.cond),
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter="()"`` trains on all).
-Measured on a 2-core CPU from nothing (2026-12-07): 32 min in all, the GAN 18.7 min; at step
-3500 (batch 32) shape 80.0%, colour 99.9%, fd_clip 0.0060, held-out label 53.9%. The previous
-default, batch 64 for 2000 steps: shape 77.5%, fd_clip 0.0084; continued, 86.8% shape at 4500
-steps (README, GAN section).
+Measured on a 2-core CPU from nothing (2026-12-07): 29 min in all, the GAN 15.7 min; at step
+6000 (batch 16) shape 82.0%, colour 99.9%, fd_clip 0.0071, held-out label 54.8%. The previous
+defaults: batch 32 for 3500 steps, shape 80.0%, fd_clip 0.0060; batch 64 for 2000 steps, shape
+77.5%, fd_clip 0.0084, continued, 86.8% shape at 4500 steps (README, GAN section).
 
 Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
 each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
