@@ -114,6 +114,9 @@ def get_config() -> ml_collections.ConfigDict:
         z_dim=64,
         matching_weight=1.0,  # real image + another example's caption counts as fake
         align_weight=1.0,  # G: CLIP(image) vs CLIP(caption), weight of align_loss; 0 = off
+        # a linear ramp of that weight to this at total_steps (None: constant): late, a stronger
+        # pull draws shapes better; early, it draws blobs (README)
+        align_weight_end=ml_collections.config_dict.placeholder(float),
         # "cosine": their cosine distance; "contrastive": CLIP's cross-entropy over the batch's
         # captions (each image nearer its own caption than the others'); "cosine_to_real": the
         # cosine pull capped at the real image's own cosine with that caption (README).

@@ -43,7 +43,7 @@ def test_generators_gradient_flows_through_the_frozen_tower():
     cond, fake, pullback = adversarial.generate_for_step(setup, state.params["g"], state.frozen,
                                                          batch, keys)
     grads, _ = adversarial.generator_grads(fake, pullback, setup, state.params["d"],
-                                           state.batch_stats, state.frozen, batch, cond, keys)
+                                           state.batch_stats, state.frozen, batch, cond, keys, 0.0)
     norms = jax.tree.map(lambda g: float(jnp.abs(g).max()), grads)
     assert norms["to_rgb"]["kernel"] > 0  # D sees G only through the tower
     assert norms["mapping_0"]["kernel"] > 0

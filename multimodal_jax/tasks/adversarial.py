@@ -18,7 +18,8 @@ model in ``frozen``.
    of the real images at every step (lazy R1's cost and expected strength: see
    ``discriminator_loss``); gradients averaged over devices;
 4. G step against the updated D on the same generated images (one G forward per step, its
-   pullback kept from step 3), plus ``align_weight`` x the alignment of the frozen
+   pullback kept from step 3), plus ``alignment_weight`` (``align_weight``, or a linear ramp
+   from it to ``align_weight_end`` over the run) x the alignment of the frozen
    contrastive model's embeddings of its image and of its caption: their cosine distance
    (``"cosine_to_real"``: capped at the batch's real image of that caption), or
    (``align_loss="contrastive"``) CLIP's cross-entropy over this device's captions;
@@ -78,6 +79,8 @@ class Setup:
     matching_weight: float = 1.0
     align_weight: float = 0.0
     align_loss: str = "cosine"  # or "contrastive" (adversarial_losses.ALIGNMENTS)
+    align_weight_end: Optional[float] = None  # a linear ramp to it over total_steps; None: constant
+    total_steps: int = 0
     r1_gamma: float = 0.0
     r1_interval: int = 16
     augment: tuple = diffaugment.POLICIES
@@ -88,6 +91,11 @@ class Setup:
     @property
     def data_norm(self):
         return self.generator.mean, self.generator.std
+
+    @property
+    def aligns(self) -> bool:
+        """Whether G's loss has the alignment term at any step."""
+        return bool(self.align_weight or self.align_weight_end)
 
     @property
     def projected(self) -> bool:
@@ -131,8 +139,9 @@ def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.Fro
     generator, discriminator = build_modules(config, blocks)
     g = config.gan
     return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
-                  g.align_weight, g.get("align_loss", "cosine"), g.r1_gamma, g.r1_interval,
-                  tuple(g.augment), g.ema_half_life_images, g.ema_rampup, blocks)
+                  g.align_weight, g.get("align_loss", "cosine"), g.get("align_weight_end"),
+                  config.total_steps, g.r1_gamma, g.r1_interval, tuple(g.augment),
+                  g.ema_half_life_images, g.ema_rampup, blocks)
 
 
 def feature_blocks(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> tuple:
@@ -340,23 +349,34 @@ def discriminator_loss(d_params, setup: Setup, stats, frozen, batch, cond, fake,
                   "mismatch_score": jnp.mean(mismatch_scores), "r1": penalty}
 
 
-def generator_loss(fake, setup: Setup, d_params, stats, frozen, batch, cond, keys):
-    """This device's G loss (adversarial + alignment) and its parts, as a function of G's
-    images ``fake`` (``generator_grads`` carries its gradient back to G's params)."""
+def alignment_weight(setup: Setup, step):
+    """The alignment term's weight at ``step`` (updates done): ``align_weight``, or with
+    ``align_weight_end`` a linear ramp from it at step 0 to that at ``total_steps``. A
+    stronger pull late helps shape more than it costs fidelity; early, it makes blobs (README)."""
+    if setup.align_weight_end is None:
+        return setup.align_weight  # a Python float, as before the ramp existed
+    progress = jnp.minimum(step.astype(jnp.float32) / max(setup.total_steps, 1), 1.0)
+    return setup.align_weight + (setup.align_weight_end - setup.align_weight) * progress
+
+
+def generator_loss(fake, setup: Setup, d_params, stats, frozen, batch, cond, keys, weight):
+    """This device's G loss (adversarial + ``weight`` x alignment) and its parts, as a function
+    of G's images ``fake`` (``generator_grads`` carries its gradient back to G's params)."""
     scores = discriminate(setup, d_params, stats, frozen, _augment(setup, fake, keys["aug_g"]), cond)
     loss = adversarial_losses.g_adversarial(scores, setup.loss)
     parts = {"g_adv": loss}
-    if setup.align_weight:
+    if setup.aligns:
         parts["align"] = align(setup, frozen, fake, cond, batch)
-        loss += setup.align_weight * parts["align"]
+        loss += weight * parts["align"]
     return loss, {"g_loss": loss, **parts}
 
 
-def generator_grads(fake, pullback, setup: Setup, d_params, stats, frozen, batch, cond, keys):
+def generator_grads(fake, pullback, setup: Setup, d_params, stats, frozen, batch, cond, keys,
+                    weight):
     """G's gradient of ``generator_loss`` (through ``pullback`` of ``generate_for_step``) and
-    the loss's parts."""
+    the loss's parts; ``weight``: the alignment's (``alignment_weight``)."""
     fake_grad, parts = jax.grad(generator_loss, has_aux=True)(fake, setup, d_params, stats,
-                                                              frozen, batch, cond, keys)
+                                                              frozen, batch, cond, keys, weight)
     (g_grads,) = pullback(fake_grad)
     return g_grads, parts
 
@@ -408,8 +428,9 @@ def train_step(state: GanState, batch: dict, rng, *, setup: Setup):
     d_grads = jax.lax.pmean(d_grads, AXIS)
     d_params, opt_d = _apply(state.tx_d, d_grads, state.opt_d, params["d"])
 
+    weight = alignment_weight(setup, state.step)
     g_grads, g_parts = generator_grads(fake, pullback, setup, d_params, stats, state.frozen,
-                                       batch, cond, keys)
+                                       batch, cond, keys, weight)
     g_grads = jax.lax.pmean(g_grads, AXIS)
     g_params, opt_g = _apply(state.tx_g, g_grads, state.opt_g, params["g"])
 
@@ -417,6 +438,8 @@ def train_step(state: GanState, batch: dict, rng, *, setup: Setup):
     beta = ema_decay(setup, step, batch["image"].shape[0] * jax.lax.psum(1, AXIS))
     g_ema = jax.tree.map(lambda e, p: beta * e + (1 - beta) * p, params["g_ema"], g_params)
     metrics = jax.lax.pmean({**d_parts, **g_parts}, AXIS)
+    if setup.align_weight_end is not None:
+        metrics["align_weight"] = weight
     metrics.update(loss=metrics["d_loss"] + metrics["g_loss"], ema_decay=beta,
                    d_grad_norm=optax.tree.norm(d_grads), g_grad_norm=optax.tree.norm(g_grads))
     new_state = state.replace(step=step, params={"g": g_params, "d": d_params, "g_ema": g_ema},
@@ -464,9 +487,14 @@ class AdversarialTask(base.Task):
             raise ValueError(f"config.condition.kind={config.condition.kind!r}; choose one of {CONDITIONS}.")
         if config.condition.kind == "class" and not config.condition.get("num_classes"):
             raise ValueError("config.condition.kind='class' needs config.condition.num_classes.")
-        if config.condition.kind == "class" and g.align_weight:
+        end = g.get("align_weight_end")
+        if config.condition.kind == "class" and (g.align_weight or end):
             raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
-                             "with); set it to 0 for config.condition.kind='class'.")
+                             "with); set it (and align_weight_end) to 0 for "
+                             "config.condition.kind='class'.")
+        if g.align_weight < 0 or (end is not None and end < 0):
+            raise ValueError(f"config.gan.align_weight={g.align_weight} and align_weight_end={end} "
+                             "must be >= 0 (align_weight_end=None: a constant weight).")
         adversarial_losses.check_alignment(g.get("align_loss", "cosine"))
         judge = config.get("evaluation", {}).get("encoder")
         if judge and config.condition.kind == "text" and judge == config.condition.get("encoder"):
