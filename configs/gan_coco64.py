@@ -47,7 +47,8 @@ def get_config():
     config.model.discriminator.update(widths=(64, 128, 256, 512))
     for side in ("g", "d"):  # the shapes config's faster rate was measured on 32 px only
         config.optim[side].lr = 2e-4
-    config.gan.update(z_dim=128, align_weight=0.5, r1_gamma=0.2,
+    # the shapes config's late pull (align_weight_late) was measured on 32 px shapes only
+    config.gan.update(z_dim=128, align_weight=0.5, align_late_steps=0, r1_gamma=0.2,
                       augment=("color", "translation", "cutout"), ema_half_life_images=500_000.0)
     config.evaluation.update(encoder="hf_clip:/path/to/clip-vit-large-patch14", classifier="",
                              split="val", filter=None, num_examples=10_000, batch_size=500,

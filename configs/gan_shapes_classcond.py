@@ -20,7 +20,7 @@ def get_config():
     config = gan_shapes.get_config()
     config.condition.update(kind="class", encoder="", num_classes=64)  # label = shape * 8 + colour
     del config.prerequisites["clip"]
-    config.gan.align_weight = 0.0
+    config.gan.update(align_weight=0.0, align_late_steps=0)
     config.data.text_key = None  # the evaluation's captions come from the class names:
     config.data.caption_templates = ("a photo of a {}.",)
     return config

@@ -67,41 +67,47 @@ def test_other_alignments_pmap_equals_mesh(align_loss):
     assert all(float(metrics["align"]) > 0 for _, metrics in mesh)
 
 
-def test_alignment_weight_ramps_linearly_over_the_run():
-    """``align_weight_end``: from ``align_weight`` at step 0 to it at ``total_steps`` (4 here),
-    then held; without it the weight is the constant itself."""
-    _, setup, _ = tiny_gan.setup_and_state("text", align_weight=1.0, align_weight_end=5.0)
-    weights = [float(adversarial.alignment_weight(setup, jnp.asarray(s))) for s in (0, 1, 2, 4, 9)]
-    assert weights == [1.0, 2.0, 3.0, 5.0, 5.0]
-    _, constant, _ = tiny_gan.setup_and_state("text", align_weight=1.5)
+def test_alignment_weight_switches_for_the_last_steps():
+    """``align_late_steps`` = 2 of 4: ``align_weight`` for the updates after steps 0 and 1,
+    ``align_weight_late`` after steps 2 and 3 (and beyond, for a continued run); without a late
+    phase the weight is the constant itself, a Python float."""
+    _, setup, _ = tiny_gan.setup_and_state("text", align_weight=1.0, align_weight_late=5.0,
+                                           align_late_steps=2)
+    weights = [float(adversarial.alignment_weight(setup, jnp.asarray(s))) for s in (0, 1, 2, 3, 9)]
+    assert weights == [1.0, 1.0, 5.0, 5.0, 5.0]
+    _, constant, _ = tiny_gan.setup_and_state("text", align_weight=1.5, align_late_steps=0)
     assert adversarial.alignment_weight(constant, jnp.asarray(3)) == 1.5
 
 
-def test_ramped_step_is_the_constant_step_at_its_weight():
-    """At step 2 of 4 the ramp 1 -> 5 weighs the alignment 3: the step (G, D, EMA, metrics)
-    equals that of a constant weight 3, under both drivers; only G's update differs from the
-    default weight 1."""
-    def one_step(setup, state, driver_name):
+def test_late_step_is_the_constant_step_at_its_weight():
+    """At step 2 of 4 with the last 2 steps at weight 3, the step (G, D, EMA, metrics) equals
+    that of a constant weight 3 under both drivers; at step 1 it equals the weight-1 step. D's
+    update does not read the weight; G's does."""
+    def one_step(setup, state, driver_name, step):
         driver = drivers.make_driver(driver_name, adversarial.make_train_step(setup), donate=False)
         batch = driver.put_batch(tiny_gan.fake_batch(BATCH, seed=0))
-        new, metrics = driver.step(driver.put_state(state.replace(step=jnp.asarray(2, jnp.int32))),
-                                   batch, jax.random.key(RNG))
+        state = state.replace(step=jnp.asarray(step, jnp.int32))
+        new, metrics = driver.step(driver.put_state(state), batch, jax.random.key(RNG))
         new = jax.device_get(new)
         return (jax.tree.map(lambda x: x[0], new) if driver_name == "pmap" else new), metrics
 
-    _, ramp, state = tiny_gan.setup_and_state("text", align_weight=1.0, align_weight_end=5.0)
-    _, three, _ = tiny_gan.setup_and_state("text", align_weight=3.0)
-    _, one, _ = tiny_gan.setup_and_state("text", align_weight=1.0)
-    ramped, ramped_metrics = one_step(ramp, state, "mesh")
-    assert float(ramped_metrics["align_weight"]) == 3.0
+    _, late, state = tiny_gan.setup_and_state("text", align_weight=1.0, align_weight_late=3.0,
+                                              align_late_steps=2)
+    _, three, _ = tiny_gan.setup_and_state("text", align_weight=3.0, align_late_steps=0)
+    _, one, _ = tiny_gan.setup_and_state("text", align_weight=1.0, align_late_steps=0)
+    switched, switched_metrics = one_step(late, state, "mesh", 2)
+    assert float(switched_metrics["align_weight"]) == 3.0
     for driver_name in ("mesh", "pmap"):
-        fixed, metrics = one_step(three, state, driver_name)
-        _close(ramped.params, fixed.params)
-        _close({k: ramped_metrics[k] for k in metrics}, metrics)
-    default, _ = one_step(one, state, "mesh")
-    _close(ramped.params["d"], default.params["d"])  # D's update does not read the weight
-    assert float(np.abs(ramped.params["g"]["to_rgb"]["kernel"]
-                        - default.params["g"]["to_rgb"]["kernel"]).max()) > 1e-6
+        fixed, metrics = one_step(three, state, driver_name, 2)
+        _close(switched.params, fixed.params)
+        _close({k: switched_metrics[k] for k in metrics}, metrics)
+    before, before_metrics = one_step(late, state, "mesh", 1)
+    assert float(before_metrics["align_weight"]) == 1.0
+    _close(before.params, one_step(one, state, "mesh", 1)[0].params)
+    weight_one, _ = one_step(one, state, "mesh", 2)
+    _close(switched.params["d"], weight_one.params["d"])
+    assert float(np.abs(switched.params["g"]["to_rgb"]["kernel"]
+                        - weight_one.params["g"]["to_rgb"]["kernel"]).max()) > 1e-6
 
 
 def test_sn_statistics_and_ema_are_identical_on_every_device(runs):
@@ -225,8 +231,8 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="4 \\* 2\\*\\*k"):
         adversarial.AdversarialTask.check_config(config)
     config = tiny_gan.tiny_gan_config()
-    config.gan.align_weight_end = -1.0
-    with pytest.raises(ValueError, match="must be >= 0"):
+    config.gan.align_late_steps = config.total_steps + 1
+    with pytest.raises(ValueError, match="align_late_steps=5 in"):
         adversarial.AdversarialTask.check_config(config)
     config = tiny_gan.tiny_gan_config()
     config.gan.align_loss = "l2"

@@ -26,7 +26,7 @@ def tiny_gan_config(data_dir: str = "", kind: str = "text"):
     config.model.generator.update(widths=(16, 8), style_dim=16, cond_dim=16, mapping_depth=1,
                                   groups=4)
     config.model.discriminator.update(widths=(8,))
-    config.gan.update(z_dim=8, r1_interval=2)
+    config.gan.update(z_dim=8, r1_interval=2, align_late_steps=1)  # the last step pulls harder
     config.evaluation.update(batch_size=64, kid_subsets=5, kid_subset_size=16, grid_size=8,
                              num_examples=64)
     if data_dir:
@@ -37,7 +37,7 @@ def tiny_gan_config(data_dir: str = "", kind: str = "text"):
         config.prerequisites.classifier.config = tiny.tiny_classifier_config(data_dir)
     if kind == "class":
         config.condition.update(kind="class", num_classes=64)
-        config.gan.align_weight = 0.0
+        config.gan.update(align_weight=0.0, align_late_steps=0)
         config.data.text_key = None  # the evaluation's captions: "a photo of a {class}."
         del config.prerequisites["clip"]
     return config
