@@ -22,11 +22,12 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 ``r1_interval`` real images at every step: lazy R1's cost without a lax.cond),
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter="()"`` trains on all).
-Measured on a 2-core CPU from nothing (2026-12-07): 33 min in all, the GAN 18.3 min; at step
-7000 (batch 16) shape 81.2%, colour 99.5%, fd_clip 0.0059, held-out label 62.2% (54.8% at step
-6000: it swings between evaluations). The previous defaults: batch 32 for 3500 steps, shape
-80.0%, fd_clip 0.0060; batch 64 for 2000 steps, shape 77.5%, fd_clip 0.0084, continued, 86.8%
-shape at 4500 steps (README, GAN section).
+CLIP alignment at weight 1, then 16 over the last 1000 steps (``align_weight_late``).
+Measured on a 2-core CPU (2026-12-07): about 34 min in all, the GAN 19.5 min; at step 7000
+(batch 16) shape 89.0%, label 89.0%, colour 99.9%, fd_clip 0.0064, held-out label 65.8%, recall
+0.61. Weight 1 throughout (the previous default): shape 81.2%, fd_clip 0.0059, held-out label
+62.2%, recall 0.74 (seed 1: shape 84.1%); batch 32 for 3500 steps, shape 80.0%; batch 64 for 2000
+steps, shape 77.5% (README, GAN section).
 
 Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
 each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
@@ -75,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.task = "adversarial"
     config.seed = 0
     # Batch 16 steps in 0.13-0.16 s here (batch 32: 0.25 s, batch 64: 0.52 s): 7000 steps fit
-    # the 20-minute budget (18.3 min with the evaluations); at 6000 (96k images) shape read 82%
+    # the 20-minute budget (18.3-19.5 min with the evaluations); at 6000 (96k images) shape read 82%
     # against batch 32's 77.5% at 96k and 80% at its last step, 3500 (README, GAN section)
     config.total_steps = 7000
     config.batch_size = 16  # global, over all devices and processes
