@@ -76,8 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.task = "adversarial"
     config.seed = 0
     # Batch 16 steps in 0.13-0.16 s here (batch 32: 0.25 s, batch 64: 0.52 s): 7000 steps fit
-    # the 20-minute budget (18.3-19.5 min with the evaluations); at 6000 (96k images) shape read 82%
-    # against batch 32's 77.5% at 96k and 80% at its last step, 3500 (README, GAN section)
+    # the 20-minute budget (18.3-19.5 min with the evaluations); at 6000 (96k images) shape
+    # read 82% against batch 32's 77.5% at 96k and 80% at its last step, 3500 (README, GAN
+    # section)
     config.total_steps = 7000
     config.batch_size = 16  # global, over all devices and processes
     config.log_every_steps = 100

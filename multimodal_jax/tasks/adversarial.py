@@ -96,7 +96,7 @@ class Setup:
     @property
     def aligns(self) -> bool:
         """Whether G's loss has the alignment term at any step."""
-        return bool(self.align_weight or (self.align_late_steps and self.align_weight_late))
+        return aligns_at_any_step(self.align_weight, self.align_weight_late, self.align_late_steps)
 
     @property
     def projected(self) -> bool:
@@ -108,6 +108,12 @@ class Setup:
         if self.clip is None:
             return jnp.zeros((1,), jnp.int32)
         return jnp.zeros((1, self.clip.embed_dim), jnp.float32)
+
+
+def aligns_at_any_step(weight: float, late_weight: float, late_steps: int) -> bool:
+    """Whether an alignment of ``weight``, ``late_weight`` over the last ``late_steps`` steps,
+    is ever on (the step computes the term, and the config check needs text conditioning)."""
+    return bool(weight or (late_steps and late_weight))
 
 
 # ----------------------------------------------------------------------------- building
@@ -141,8 +147,8 @@ def make_setup(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.Fro
     g = config.gan
     return Setup(generator, discriminator, clip, g.loss, g.z_dim, g.matching_weight,
                   g.align_weight, g.get("align_loss", "cosine"), g.get("align_weight_late", 0.0),
-                  g.get("align_late_steps", 0), config.total_steps, g.r1_gamma, g.r1_interval, tuple(g.augment),
-                  g.ema_half_life_images, g.ema_rampup, blocks)
+                  g.get("align_late_steps", 0), config.total_steps, g.r1_gamma, g.r1_interval,
+                  tuple(g.augment), g.ema_half_life_images, g.ema_rampup, blocks)
 
 
 def feature_blocks(config: ml_collections.ConfigDict, clip: Optional[frozen_clip.FrozenClip]) -> tuple:
@@ -490,7 +496,7 @@ class AdversarialTask(base.Task):
         if config.condition.kind == "class" and not config.condition.get("num_classes"):
             raise ValueError("config.condition.kind='class' needs config.condition.num_classes.")
         late, late_steps = g.get("align_weight_late", 0.0), g.get("align_late_steps", 0)
-        if config.condition.kind == "class" and (g.align_weight or (late and late_steps)):
+        if config.condition.kind == "class" and aligns_at_any_step(g.align_weight, late, late_steps):
             raise ValueError("config.gan.align_weight > 0 needs text conditioning (a caption to align "
                              "with); set it (and align_late_steps) to 0 for "
                              "config.condition.kind='class'.")
