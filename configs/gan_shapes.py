@@ -22,12 +22,12 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 ``r1_interval`` real images at every step: lazy R1's cost without a lax.cond),
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter="()"`` trains on all).
-CLIP alignment at weight 1, then 16 over the last 1000 steps (``align_weight_late``).
-Measured on a 2-core CPU (2026-12-07): about 34 min in all, the GAN 19.5 min; at step 7000
-(batch 16) shape 89.0%, label 89.0%, colour 99.9%, fd_clip 0.0064, held-out label 65.8%, recall
-0.61. Weight 1 throughout (the previous default): shape 81.2%, fd_clip 0.0059, held-out label
-62.2%, recall 0.74 (seed 1: shape 84.1%); batch 32 for 3500 steps, shape 80.0%; batch 64 for 2000
-steps, shape 77.5% (README, GAN section).
+CLIP alignment at weight 1, then 32 over the last 1000 steps (``align_weight_late``).
+Measured on a 2-core CPU (2026-12-07): about 32 min in all, the GAN about 19 min; at step 7000
+(batch 16) shape 90.9%, label 90.7%, colour 99.6%, fd_clip 0.0076, held-out label 63.8%, recall
+0.64. Late weight 16: shape 89.0%, fd_clip 0.0064; weight 1 throughout: shape 81.2%, fd_clip
+0.0059, held-out label 62.2%, recall 0.74 (seed 1: shape 84.1%); batch 32 for 3500 steps, shape
+80.0%; batch 64 for 2000 steps, shape 77.5% (README, GAN section).
 
 Sampling: ``--config.evaluation.psi=0.7`` evaluates (and draws the grid) with truncation toward
 each caption's mean style; ``python -m benchmarks.gan_truncation --workdir W`` measures
@@ -117,10 +117,11 @@ def get_config() -> ml_collections.ConfigDict:
         matching_weight=1.0,  # real image + another example's caption counts as fake
         align_weight=1.0,  # G: CLIP(image) vs CLIP(caption), weight of align_loss; 0 = off
         # the weight over the last align_late_steps steps (0: align_weight throughout): continuing
-        # the weight-1 run from step 6000 at 0 / 1 / 2 / 4 / 8 / 16 read shape 73 / 81 / 84 / 87 /
-        # 89 / 89% at 7000; a ramp 1 -> 16 over the whole run read 81%, a strong pull from the
+        # the weight-1 run from step 6000 at 0 / 1 / 2 / 4 / 8 / 16 / 24 / 32 / 64 read shape 73 /
+        # 81 / 84 / 87 / 89 / 89 / 90.2 / 90.9 / 91.2% at 7000, fd_clip 0.0064 at 16, 0.0076 at
+        # 32, 0.0126 at 64; a ramp 1 -> 16 over the whole run read 81%, a strong pull from the
         # start draws blobs (README, GAN section)
-        align_weight_late=16.0, align_late_steps=1000,
+        align_weight_late=32.0, align_late_steps=1000,
         # "cosine": their cosine distance; "contrastive": CLIP's cross-entropy over the batch's
         # captions (each image nearer its own caption than the others'); "cosine_to_real": the
         # cosine pull capped at the real image's own cosine with that caption (README).
