@@ -13,7 +13,8 @@ the judge's (shape, colour) accuracy (the run's evaluation's own figure: same ex
 noise), the conditioning CLIP's (each image's nearest label,
 a label's prototype being the mean embedding of the split's captions of it), and the
 conditioning CLIP's cosine of each image with its own caption (mean, 10th and 90th
-percentiles). Prints a table and ends with one JSON line.
+percentiles). On the built-in dataset, also the judge's shape accuracy on G's images of each
+shape the captions name (where G fails). Prints tables and ends with one JSON line.
 """
 
 from benchmarks import common
@@ -81,6 +82,23 @@ def readings(cols: dict) -> dict[str, float]:
     return out
 
 
+def per_shape(cols: dict) -> dict[str, float]:
+    """The judge's shape accuracy on G's images, per shape the captions name (the built-in
+    dataset's labels), and the number of such images."""
+    from multimodal_jax.data import shapes_render  # noqa: PLC0415
+    from multimodal_jax.evaluation import attributes  # noqa: PLC0415
+
+    want = attributes.builtin_attributes(cols["label"])["shape"]
+    got = attributes.builtin_attributes(cols["fake_class"])["shape"]
+    out = {}
+    for index, shape in enumerate(shapes_render.SHAPES):
+        asked = want == index
+        if asked.any():
+            out.update({f"fake/shape_acc/{shape}": float(np.mean(got[asked] == index)),
+                        f"fake/shape_count/{shape}": float(asked.sum())})
+    return out
+
+
 def measure(workdir: str, num_examples: int = 0) -> dict[str, dict[str, float]]:
     """``{split: readings}`` for the evaluation split and the held-out split of ``workdir``'s
     recorded config, from its newest checkpoint (``num_examples`` > 0: the first examples of
@@ -103,8 +121,12 @@ def measure(workdir: str, num_examples: int = 0) -> dict[str, dict[str, float]]:
     task = tasks.get_task(config.task)(config, workdir)
     g_params = jax.device_get(init_from.restore_params(workdir)["g_ema"])
     splits = [config.evaluation.split] + [s for s in [config.evaluation.get("heldout_split")] if s]
-    return {split: readings(read_split(task, g_params, split, num_examples))
-            for split in splits}
+    builtin = config.data.name.startswith("captioned_shapes")
+    results = {}
+    for split in splits:
+        cols = read_split(task, g_params, split, num_examples)
+        results[split] = {**readings(cols), **(per_shape(cols) if builtin else {})}
+    return results
 
 
 def main(argv=None) -> None:
@@ -119,6 +141,12 @@ def main(argv=None) -> None:
     common.print_table(["split", "images"] + keys,
                        [[split, side] + [f"{r[f'{side}/{k}']:.3f}" for k in keys]
                         for split, r in results.items() for side in ("fake", "real")])
+    shapes = list(dict.fromkeys(k.split("/")[-1] for r in results.values() for k in r
+                                if "/shape_acc/" in k))
+    if shapes:  # the built-in dataset: the judge's shape accuracy on G's images, per shape
+        common.print_table(["split"] + shapes,
+                           [[split] + [f"{r.get(f'fake/shape_acc/{s}', float('nan')):.3f}"
+                                       for s in shapes] for split, r in results.items()])
     common.emit({"workdir": os.path.abspath(args.workdir), "threads": THREADS,
                  **{f"{split}/{k}": v for split, r in results.items() for k, v in r.items()}})
 

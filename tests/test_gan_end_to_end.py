@@ -79,7 +79,8 @@ def test_truncation_sweep_reproduces_the_runs_evaluation_at_psi_one(text_run, tm
 def test_alignment_gap_reads_the_runs_images_as_its_evaluation_does(text_run, capsys):
     """``benchmarks/gan_alignment_gap.py``: the judge's accuracy on G's and on the real images
     is the run's own evaluation figure (same examples, same noise); the conditioning CLIP's
-    readings are accuracies and cosines."""
+    readings are accuracies and cosines; the per-shape accuracies add up to the run's shape
+    accuracy."""
     _, workdir, trained = text_run
     gan_alignment_gap.main(["--workdir", workdir])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -89,6 +90,11 @@ def test_alignment_gap_reads_the_runs_images_as_its_evaluation_does(text_run, ca
             assert figures[f"{split}/{side}/judge_label_acc"] == pytest.approx(trained[key], abs=1e-4)
             assert 0 <= figures[f"{split}/{side}/clip_label_acc"] <= 1
             assert -1 <= figures[f"{split}/{side}/cos_p10"] <= figures[f"{split}/{side}/cos_p90"] <= 1
+        shapes = [k.split("/")[-1] for k in figures if k.startswith(f"{split}/fake/shape_acc/")]
+        right = sum(figures[f"{split}/fake/shape_acc/{s}"] * figures[f"{split}/fake/shape_count/{s}"]
+                    for s in shapes)
+        assert sum(figures[f"{split}/fake/shape_count/{s}"] for s in shapes) == figures[f"{split}/examples"]
+        assert right / figures[f"{split}/examples"] == pytest.approx(trained[f"{prefix}/attr_acc_shape"], abs=1e-4)
     assert any(line.startswith("split ") for line in lines)
 
 
