@@ -23,7 +23,7 @@ projection D with spectral norm, hinge loss, matching-aware term, CLIP alignment
 DiffAugment (translation), EMA of G; single-object images (the attribute classifier reads
 object 1; ``--config.data.train_filter="()"`` trains on all).
 CLIP alignment at weight 1, then 32 over the last 1000 steps (``align_weight_late``).
-Measured on a 2-core CPU (2026-12-07): about 32 min in all, the GAN about 19 min; at step 7000
+Measured on a 2-core CPU (2026-12-07): 33 min 5 s in all, the GAN 19 min 15 s; at step 7000
 (batch 16) shape 90.9%, label 90.7%, colour 99.6%, fd_clip 0.0076, held-out label 63.8%, recall
 0.64. Late weight 16: shape 89.0%, fd_clip 0.0064; weight 1 throughout: shape 81.2%, fd_clip
 0.0059, held-out label 62.2%, recall 0.74 (seed 1: shape 84.1%); batch 32 for 3500 steps, shape
