@@ -121,11 +121,12 @@ def measure(workdir: str, num_examples: int = 0) -> dict[str, dict[str, float]]:
     task = tasks.get_task(config.task)(config, workdir)
     g_params = jax.device_get(init_from.restore_params(workdir)["g_ema"])
     splits = [config.evaluation.split] + [s for s in [config.evaluation.get("heldout_split")] if s]
-    builtin = config.data.name.startswith("captioned_shapes")
     results = {}
     for split in splits:
         cols = read_split(task, g_params, split, num_examples)
-        results[split] = {**readings(cols), **(per_shape(cols) if builtin else {})}
+        # per shape where the evaluation splits its attributes: the built-in dataset's labels
+        shapes = per_shape(cols) if task.evaluator.split_attributes else {}
+        results[split] = {**readings(cols), **shapes}
     return results
 
 
